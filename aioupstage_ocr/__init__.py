@@ -1,0 +1,96 @@
+"""aioupstage_ocr: an asyncio-native client for the Upstage OCR API.
+
+```python
+from aioupstage_ocr import AsyncUpstageOCR
+
+async with AsyncUpstageOCR() as client:  # key from UPSTAGE_API_KEY
+    result = await client.ocr("scan.pdf")
+```
+"""
+
+from __future__ import annotations
+
+from ._config import (
+    DocumentLimits,
+    Limits,
+    Polling,
+    RateLimit,
+    Retries,
+    Timeouts,
+)
+from ._exceptions import (
+    AmbiguousSubmitError,
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BatchFailedError,
+    ConfigurationError,
+    DocumentError,
+    DocumentNotFoundError,
+    DocumentTooLargeError,
+    EmptyDocumentError,
+    IncompleteResultError,
+    InternalServerError,
+    MissingAPIKeyError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestFailedError,
+    RequestTooLargeError,
+    ResponseValidationError,
+    TooManyPagesError,
+    TooManyPixelsError,
+    UnprocessableEntityError,
+    UnreadableDocumentError,
+    UnsupportedFormatError,
+    UnsupportedMediaTypeError,
+    UpstageOCRError,
+    WaitTimeoutError,
+)
+from ._formats import Format
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AmbiguousSubmitError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchFailedError",
+    "ConfigurationError",
+    "DocumentError",
+    "DocumentLimits",
+    "DocumentNotFoundError",
+    "DocumentTooLargeError",
+    "EmptyDocumentError",
+    "Format",
+    "IncompleteResultError",
+    "InternalServerError",
+    "Limits",
+    "MissingAPIKeyError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Polling",
+    "RateLimit",
+    "RateLimitError",
+    "RequestFailedError",
+    "RequestTooLargeError",
+    "ResponseValidationError",
+    "Retries",
+    "Timeouts",
+    "TooManyPagesError",
+    "TooManyPixelsError",
+    "UnprocessableEntityError",
+    "UnreadableDocumentError",
+    "UnsupportedFormatError",
+    "UnsupportedMediaTypeError",
+    "UpstageOCRError",
+    "WaitTimeoutError",
+    "__version__",
+]

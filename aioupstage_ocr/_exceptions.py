@@ -1,0 +1,332 @@
+"""Every error this package raises, under one root.
+
+```
+UpstageOCRError
+├── ConfigurationError                 bad settings; no API key (MissingAPIKeyError)
+│   └── MissingAPIKeyError
+├── DocumentError                      the document's own problem, found before any upload
+│   ├── DocumentNotFoundError          missing, or not a regular readable file
+│   ├── EmptyDocumentError             zero bytes
+│   ├── DocumentTooLargeError          over the byte limit
+│   ├── UnsupportedFormatError         not a format the service takes (by magic bytes)
+│   ├── TooManyPagesError              over the page limit of the chosen endpoint
+│   ├── TooManyPixelsError             a page over the pixel limit
+│   └── UnreadableDocumentError        corrupt, or password-protected
+├── APIError                           talking to the service went wrong
+│   ├── APIConnectionError             no answer: refused, reset, dropped
+│   │   └── APITimeoutError            no answer in time
+│   ├── APIStatusError                 an HTTP error status (status_code, message, body, request_id)
+│   │   ├── BadRequestError            400
+│   │   ├── AuthenticationError        401
+│   │   ├── PermissionDeniedError      403 (no credit; an expired download link)
+│   │   ├── NotFoundError              404
+│   │   ├── RequestTooLargeError       413
+│   │   ├── UnsupportedMediaTypeError  415
+│   │   ├── UnprocessableEntityError   422
+│   │   ├── RateLimitError             429
+│   │   └── InternalServerError        5xx
+│   └── ResponseValidationError        a 2xx body that matches no documented shape
+├── RequestFailedError                 an async request ended `failed` (request_id, failure_message)
+│   └── BatchFailedError               one of its batches failed (batch_id, start_page, end_page)
+├── IncompleteResultError              batches do not cover pages 1..total exactly once
+├── AmbiguousSubmitError               a submit may or may not have reached the service
+└── WaitTimeoutError                   `wait(timeout=...)` ran out (also a TimeoutError)
+```
+
+Every message names what it is about (the file, the request id) and never
+contains the API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AmbiguousSubmitError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchFailedError",
+    "ConfigurationError",
+    "DocumentError",
+    "DocumentNotFoundError",
+    "DocumentTooLargeError",
+    "EmptyDocumentError",
+    "IncompleteResultError",
+    "InternalServerError",
+    "MissingAPIKeyError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestFailedError",
+    "RequestTooLargeError",
+    "ResponseValidationError",
+    "TooManyPagesError",
+    "TooManyPixelsError",
+    "UnprocessableEntityError",
+    "UnreadableDocumentError",
+    "UnsupportedFormatError",
+    "UnsupportedMediaTypeError",
+    "UpstageOCRError",
+    "WaitTimeoutError",
+    "status_error_class",
+]
+
+
+class UpstageOCRError(Exception):
+    """The root of every error raised by aioupstage_ocr."""
+
+
+class ConfigurationError(UpstageOCRError):
+    """A setting is missing or out of range."""
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """No API key was given and `UPSTAGE_API_KEY` is not set."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "no API key: pass api_key=... or set the UPSTAGE_API_KEY environment variable "
+            "(or run against the bundled emulator, which takes any key)"
+        )
+
+
+class DocumentError(UpstageOCRError):
+    """A document the service would reject, found before uploading it.
+
+    `document` names the file (its path, or the filename given with bytes);
+    `reason` says what is wrong, in words a user can act on.
+    """
+
+    def __init__(self, document: str, reason: str) -> None:
+        self.document = document
+        self.reason = reason
+        super().__init__(f"{document}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.document, self.reason))
+
+
+class DocumentNotFoundError(DocumentError):
+    """The path does not exist, is not a regular file, or cannot be read."""
+
+
+class EmptyDocumentError(DocumentError):
+    """The document has no bytes."""
+
+
+class DocumentTooLargeError(DocumentError):
+    """The document is over the byte limit."""
+
+
+class UnsupportedFormatError(DocumentError):
+    """The bytes are not a format the service accepts (judged by content, not name)."""
+
+
+class TooManyPagesError(DocumentError):
+    """More pages than the chosen endpoint takes."""
+
+
+class TooManyPixelsError(DocumentError):
+    """A page has more pixels than the service takes."""
+
+
+class UnreadableDocumentError(DocumentError):
+    """The document is corrupt or password-protected: its pages cannot be read."""
+
+
+class APIError(UpstageOCRError):
+    """Talking to the service (or its storage) failed."""
+
+
+class APIConnectionError(APIError):
+    """The connection failed or dropped before an answer came back."""
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """No answer within the configured timeout."""
+
+
+class APIStatusError(APIError):
+    """The service answered with an HTTP error status.
+
+    `message` comes from either documented error body (`{"error": {"message"}}` or
+    `{"code", "message"}`), falling back to the raw text; `body` is the parsed
+    JSON (or the text) as received.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: object = None,
+        request_id: str | None = None,
+        url: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+        self.request_id = request_id
+        self.url = url
+        self.code = code
+        where = f" (request {request_id})" if request_id else ""
+        super().__init__(f"HTTP {status_code}{where}: {message}")
+
+
+class BadRequestError(APIStatusError):
+    """400: a bad model name, no document, a malformed form."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key was refused."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: no credit left, or an expired download link."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such request id or route."""
+
+
+class RequestTooLargeError(APIStatusError):
+    """413: too many bytes or pages for this endpoint."""
+
+
+class UnsupportedMediaTypeError(APIStatusError):
+    """415: the service does not take this format."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the service could not read the document."""
+
+
+class RateLimitError(APIStatusError):
+    """429: over the account's rate limit. `retry_after` is in seconds when the server said."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        body: object = None,
+        request_id: str | None = None,
+        url: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=status_code, body=body, request_id=request_id, url=url, code=code
+        )
+        self.retry_after = retry_after
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the service failed; usually worth retrying."""
+
+
+class ResponseValidationError(APIError):
+    """A successful answer that matches none of the documented shapes."""
+
+    def __init__(self, message: str, *, body: object = None) -> None:
+        self.body = body
+        super().__init__(message)
+
+
+class RequestFailedError(UpstageOCRError):
+    """An async request ended `failed`; `failure_message` is the service's reason."""
+
+    def __init__(self, request_id: str, failure_message: str) -> None:
+        self.request_id = request_id
+        self.failure_message = failure_message
+        super().__init__(f"request {request_id} failed: {failure_message or 'no reason given'}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.request_id, self.failure_message))
+
+
+class BatchFailedError(RequestFailedError):
+    """One batch of an async request failed."""
+
+    def __init__(
+        self,
+        request_id: str,
+        failure_message: str,
+        *,
+        batch_id: int,
+        start_page: int,
+        end_page: int,
+    ) -> None:
+        self.batch_id = batch_id
+        self.start_page = start_page
+        self.end_page = end_page
+        super().__init__(request_id, failure_message)
+        reason = failure_message or "no reason given"
+        pages = f"pages {start_page}-{end_page}"
+        self.args = (f"request {request_id}: batch {batch_id} ({pages}) failed: {reason}",)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_batch_failed,
+            (self.request_id, self.failure_message, self.batch_id, self.start_page, self.end_page),
+        )
+
+
+def _rebuild_batch_failed(
+    request_id: str, failure_message: str, batch_id: int, start_page: int, end_page: int
+) -> BatchFailedError:
+    return BatchFailedError(
+        request_id, failure_message, batch_id=batch_id, start_page=start_page, end_page=end_page
+    )
+
+
+class IncompleteResultError(UpstageOCRError):
+    """The batches of a request leave a gap or overlap in pages 1..total_pages."""
+
+
+class AmbiguousSubmitError(APIError):
+    """A submission failed in a way that leaves open whether the service accepted it.
+
+    Sending it again could pay twice; `candidates` lists request ids created in
+    the window that might be it (possibly none).
+    """
+
+    def __init__(self, document: str, reason: str, *, candidates: tuple[str, ...] = ()) -> None:
+        self.document = document
+        self.reason = reason
+        self.candidates = candidates
+        super().__init__(f"{document}: {reason}")
+
+
+class WaitTimeoutError(UpstageOCRError, TimeoutError):
+    """`wait(..., timeout=...)` ran out before the request completed; the request goes on."""
+
+    def __init__(self, request_id: str, timeout: float) -> None:
+        self.request_id = request_id
+        self.timeout = timeout
+        super().__init__(f"request {request_id} not complete after {timeout:g} s")
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: RequestTooLargeError,
+    415: UnsupportedMediaTypeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The exception class for an HTTP error status."""
+    if status_code >= 500:
+        return InternalServerError
+    return _STATUS_CLASSES.get(status_code, APIStatusError)

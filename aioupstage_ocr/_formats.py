@@ -1,0 +1,252 @@
+"""What a document is, from its bytes: format, page count, page size in pixels.
+
+Shared by the client's preflight and the emulator, so both judge a file the
+same way. Everything here is blocking file work: call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import IO
+
+from ._exceptions import UnreadableDocumentError
+
+__all__ = [
+    "EXTENSIONS",
+    "Format",
+    "Inspection",
+    "detect_format",
+    "inspect_document",
+    "sniff_format",
+]
+
+HEAD_BYTES = 4096
+
+
+class Format(StrEnum):
+    """The formats the service accepts."""
+
+    PDF = "pdf"
+    JPEG = "jpeg"
+    PNG = "png"
+    BMP = "bmp"
+    TIFF = "tiff"
+    HEIC = "heic"
+    DOCX = "docx"
+    PPTX = "pptx"
+    XLSX = "xlsx"
+    HWP = "hwp"
+    HWPX = "hwpx"
+
+    @property
+    def mime_type(self) -> str:
+        return _MIME[self]
+
+    @property
+    def is_image(self) -> bool:
+        return self in _IMAGES
+
+
+_IMAGES = frozenset({Format.JPEG, Format.PNG, Format.BMP, Format.TIFF, Format.HEIC})
+
+_MIME = {
+    Format.PDF: "application/pdf",
+    Format.JPEG: "image/jpeg",
+    Format.PNG: "image/png",
+    Format.BMP: "image/bmp",
+    Format.TIFF: "image/tiff",
+    Format.HEIC: "image/heic",
+    Format.DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    Format.PPTX: "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    Format.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    Format.HWP: "application/x-hwp",
+    Format.HWPX: "application/hwp+zip",
+}
+
+#: File name endings of the supported formats (what a folder walk picks up).
+EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".pdf",
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".docx",
+        ".pptx",
+        ".xlsx",
+        ".hwp",
+        ".hwpx",
+    }
+)
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+
+
+def sniff_format(head: bytes) -> Format | None:
+    """The format told by a file's first bytes, or None.
+
+    ZIP-based formats (DOCX, PPTX, XLSX, HWPX) and OLE-based HWP need more than
+    the head: `detect_format` looks inside; this answers None for them.
+    """
+    if head.startswith(b"%PDF-") or b"%PDF-" in head[:1024]:
+        return Format.PDF
+    if head.startswith(b"\xff\xd8\xff"):
+        return Format.JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return Format.PNG
+    if head.startswith(b"BM") and len(head) >= 26:
+        return Format.BMP
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return Format.TIFF
+    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return Format.HEIC
+    return None
+
+
+def detect_format(stream: IO[bytes]) -> Format | None:
+    """The format of a seekable binary stream, judged by content; None if unsupported."""
+    stream.seek(0)
+    head = stream.read(HEAD_BYTES)
+    found = sniff_format(head)
+    if found is not None:
+        return found
+    if head.startswith(_ZIP_MAGIC):
+        return _zip_format(stream)
+    if head.startswith(_OLE_MAGIC):
+        return _ole_format(stream)
+    return None
+
+
+def _zip_format(stream: IO[bytes]) -> Format | None:
+    stream.seek(0)
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            names = set(archive.namelist())
+            if "mimetype" in names:
+                mimetype = archive.read("mimetype")[:64].strip()
+                if mimetype.startswith(b"application/hwp+zip"):
+                    return Format.HWPX
+            if "[Content_Types].xml" not in names:
+                return None
+            if "word/document.xml" in names:
+                return Format.DOCX
+            if "ppt/presentation.xml" in names:
+                return Format.PPTX
+            if "xl/workbook.xml" in names:
+                return Format.XLSX
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return None
+    return None
+
+
+def _ole_format(stream: IO[bytes]) -> Format | None:
+    # An HWP 5 file is an OLE compound file whose "FileHeader" stream opens with
+    # this signature; old .doc/.xls files are OLE too and are not taken.
+    stream.seek(0)
+    window = stream.read(1 << 20)
+    return Format.HWP if b"HWP Document File" in window else None
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """What preflight learns about a document.
+
+    `pages` is None where it cannot be told without rendering (office formats
+    without page metadata, HWP, HEIC); `max_pixels` is the largest page's pixel
+    count, None where unknown (PDF pages have no pixel size until rendered).
+    `page_sizes` holds (width, height) in pixels per page for raster formats.
+    """
+
+    format: Format
+    pages: int | None
+    max_pixels: int | None
+    page_sizes: tuple[tuple[int, int], ...] = ()
+
+
+def inspect_document(stream: IO[bytes], fmt: Format, name: str) -> Inspection:
+    """Page count and pixel sizes of a seekable stream of a known format.
+
+    Raises `UnreadableDocumentError` (naming `name`) for a corrupt or
+    password-protected document.
+    """
+    stream.seek(0)
+    if fmt is Format.PDF:
+        return Inspection(fmt, _pdf_pages(stream, name), None)
+    if fmt in (Format.JPEG, Format.PNG, Format.BMP, Format.TIFF):
+        sizes = _raster_sizes(stream, name)
+        return Inspection(fmt, len(sizes), max(w * h for w, h in sizes), sizes)
+    if fmt is Format.HEIC:
+        return Inspection(fmt, 1, None)
+    if fmt in (Format.DOCX, Format.PPTX):
+        return Inspection(fmt, _office_pages(stream, fmt, name), None)
+    return Inspection(fmt, None, None)
+
+
+def _pdf_pages(stream: IO[bytes], name: str) -> int:
+    from pypdf import PdfReader  # noqa: PLC0415 - imported on first use: it costs ~100 ms
+    from pypdf.errors import PdfReadError  # noqa: PLC0415
+
+    try:
+        reader = PdfReader(stream, strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnreadableDocumentError(name, "the PDF is password-protected")
+        count = len(reader.pages)
+    except UnreadableDocumentError:
+        raise
+    except Exception as exc:  # pypdf raises many types on corrupt input
+        if isinstance(exc, PdfReadError) and "decrypt" in str(exc).lower():
+            raise UnreadableDocumentError(name, "the PDF is password-protected") from exc
+        raise UnreadableDocumentError(name, f"the PDF cannot be read ({exc})") from exc
+    if count < 1:
+        raise UnreadableDocumentError(name, "the PDF has no pages")
+    return count
+
+
+def _raster_sizes(stream: IO[bytes], name: str) -> tuple[tuple[int, int], ...]:
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415 - imported on first use
+
+    # Only headers are read here; this is not a decompression bomb risk, and
+    # the service's own pixel limit is checked by the caller.
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(stream) as image:
+            frames = getattr(image, "n_frames", 1)
+            sizes: list[tuple[int, int]] = []
+            for index in range(frames):
+                if index:
+                    image.seek(index)
+                sizes.append(image.size)
+    except (UnidentifiedImageError, OSError, ValueError, EOFError) as exc:
+        raise UnreadableDocumentError(name, f"the image cannot be read ({exc})") from exc
+    return tuple(sizes)
+
+
+def _office_pages(stream: IO[bytes], fmt: Format, name: str) -> int | None:
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            if fmt is Format.PPTX:
+                slides = [
+                    n
+                    for n in archive.namelist()
+                    if n.startswith("ppt/slides/slide") and n.endswith(".xml")
+                ]
+                return len(slides) or None
+            try:
+                app = archive.read("docProps/app.xml")
+            except KeyError:
+                return None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UnreadableDocumentError(name, f"the document cannot be read ({exc})") from exc
+    match = re.search(rb"<Pages>(\d+)</Pages>", app)
+    return int(match.group(1)) if match else None
