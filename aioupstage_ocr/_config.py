@@ -108,8 +108,8 @@ class Limits:
 class Retries:
     """When and how long to retry: connection errors, 408, 409, 429 and 5xx.
 
-    Exponential backoff with full jitter: wait a random time in
-    `[0, min(maximum, initial * 2**n)]` before attempt n+1. A `Retry-After` from
+    Exponential backoff with full jitter: after attempt n fails, wait a random
+    time in `[0, min(maximum, initial * 2**(n-1))]`. A `Retry-After` from
     the server replaces that wait, capped at `retry_after_max`. `attempts`
     counts the first try.
     """

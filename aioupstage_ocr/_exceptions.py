@@ -156,7 +156,8 @@ class APIStatusError(APIError):
 
     `message` comes from either documented error body (`{"error": {"message"}}` or
     `{"code", "message"}`), falling back to the raw text; `body` is the parsed
-    JSON (or the text) as received.
+    JSON (or the text) as received; `retry_after` is the server's `Retry-After`
+    in seconds, when it sent one (429, 503).
     """
 
     def __init__(
@@ -168,6 +169,7 @@ class APIStatusError(APIError):
         request_id: str | None = None,
         url: str | None = None,
         code: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.message = message
         self.status_code = status_code
@@ -175,6 +177,7 @@ class APIStatusError(APIError):
         self.request_id = request_id
         self.url = url
         self.code = code
+        self.retry_after = retry_after
         where = f" (request {request_id})" if request_id else ""
         super().__init__(f"HTTP {status_code}{where}: {message}")
 
@@ -208,7 +211,7 @@ class UnprocessableEntityError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: over the account's rate limit. `retry_after` is in seconds when the server said."""
+    """429: over the account's rate limit."""
 
     def __init__(
         self,
@@ -222,9 +225,14 @@ class RateLimitError(APIStatusError):
         retry_after: float | None = None,
     ) -> None:
         super().__init__(
-            message, status_code=status_code, body=body, request_id=request_id, url=url, code=code
+            message,
+            status_code=status_code,
+            body=body,
+            request_id=request_id,
+            url=url,
+            code=code,
+            retry_after=retry_after,
         )
-        self.retry_after = retry_after
 
 
 class InternalServerError(APIStatusError):

@@ -1,0 +1,353 @@
+"""Pacing: token bucket, AIMD and the Pacer gate."""
+
+from __future__ import annotations
+
+import itertools
+
+import anyio
+import anyio.lowlevel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aioupstage_ocr._config import RateLimit
+from aioupstage_ocr._ratelimit import AdaptiveRate, Pacer, TokenBucket, loop_time
+from aioupstage_ocr._retry import set_testing
+
+
+class FakeClock:
+    """Virtual time: `sleep` advances it at once (sound while one task sleeps at a time)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(seconds, 0.0)
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_bucket_long_run_rate() -> None:
+    """N acquisitions at rate r take (N - capacity) / r after the initial burst."""
+    clock = FakeClock()
+    bucket = TokenBucket(5.0, 2.0, clock=clock, sleep=clock.sleep)
+    for _ in range(52):
+        await bucket.acquire()
+    assert clock.now == pytest.approx(50 / 5.0)
+
+
+async def test_bucket_long_run_rate_concurrent() -> None:
+    """Concurrent callers share the rate: 30 at 10/s, burst 1, take 2.9 s."""
+    clock = FakeClock()
+    bucket = TokenBucket(10.0, 1.0, clock=clock, sleep=clock.sleep)
+    times: list[float] = []
+
+    async def one() -> None:
+        await bucket.acquire()
+        times.append(clock.now)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(30):
+            tg.start_soon(one)
+    assert clock.now == pytest.approx(2.9)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(g == pytest.approx(0.1) for g in gaps)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rate=st.floats(min_value=0.1, max_value=100.0),
+    capacity=st.floats(min_value=1.0, max_value=20.0),
+    steps=st.lists(
+        st.tuples(st.floats(min_value=0.0, max_value=1.0), st.floats(min_value=0.0, max_value=3.0)),
+        min_size=1,
+        max_size=40,
+    ),
+)
+async def test_bucket_never_grants_more_than_allowed(
+    rate: float, capacity: float, steps: list[tuple[float, float]]
+) -> None:
+    """By time t the bucket grants at most capacity + rate * t, and waits no longer than needed."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate, capacity, clock=clock, sleep=clock.sleep)
+    granted = 0.0
+    idle = 0.0
+    for fraction, gap in steps:
+        clock.now += gap
+        idle += gap
+        cost = fraction * capacity
+        await bucket.acquire(cost)
+        granted += cost
+        assert granted <= capacity + rate * clock.now + 1e-6
+    # Liveness: the time spent waiting is at most what the costs require.
+    assert clock.now <= idle + granted / rate + 1e-6
+
+
+async def test_bucket_fifo_and_big_cost_not_starved() -> None:
+    """Waiters are served in arrival order; a big cost in the queue passes in its turn."""
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, 4.0, clock=clock, sleep=clock.sleep)
+    await bucket.acquire(4.0)  # empty it so everyone queues
+    costs = [1.0, 1.0, 10.0, 1.0, 0.5, 1.0]
+    order: list[int] = []
+
+    async def one(i: int) -> None:
+        await bucket.acquire(costs[i])
+        order.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(costs)):
+            tg.start_soon(one, i)
+            await anyio.lowlevel.checkpoint()
+    assert order == list(range(len(costs)))
+    # 14.5 tokens at 2/s; the 10 waits for a full bucket (4) and goes 6 into debt.
+    assert clock.now == pytest.approx(14.5 / 2.0)
+
+
+async def test_bucket_set_rate_at_runtime() -> None:
+    """set_rate changes the spacing from then on."""
+    clock = FakeClock()
+    bucket = TokenBucket(1.0, 1.0, clock=clock, sleep=clock.sleep)
+    await bucket.acquire()
+    await bucket.acquire()
+    assert clock.now == pytest.approx(1.0)
+    bucket.set_rate(10.0)
+    await bucket.acquire()
+    assert clock.now == pytest.approx(1.1)
+    assert bucket.rate == 10.0
+
+
+async def test_bucket_cost_over_capacity_passes_in_real_time() -> None:
+    """A 117-page document under ppm=100 goes through at once (into debt), no deadlock."""
+    bucket = TokenBucket(100 / 60, 100 / 60)
+    with anyio.fail_after(1):
+        await bucket.acquire(117)
+
+
+async def test_bucket_cancelled_waiter_frees_the_queue() -> None:
+    """A waiter cancelled while queued takes nothing and blocks no one."""
+    bucket = TokenBucket(20.0, 1.0)
+    await bucket.acquire()
+    with anyio.move_on_after(0.01):
+        await bucket.acquire()
+    with anyio.fail_after(1):
+        await bucket.acquire()
+
+
+@pytest.mark.parametrize(
+    ("rate", "capacity", "cost"),
+    [(0.0, 1.0, 1.0), (1.0, -1.0, 1.0), (float("inf"), 1.0, 1.0), (1.0, 1.0, -1.0)],
+)
+async def test_bucket_rejects_bad_numbers(rate: float, capacity: float, cost: float) -> None:
+    """Non-positive or infinite rates and capacities, and negative costs, are refused."""
+    with pytest.raises(ValueError, match="must be"):
+        await TokenBucket(rate, capacity).acquire(cost)
+
+
+def test_aimd_unlimited_until_first_429() -> None:
+    """No limit before a 429; the first 429 cuts to half the measured pace."""
+    clock = FakeClock()
+    aimd = AdaptiveRate(clock=clock)
+    assert [aimd.current_rate, aimd.bucket] == [None, None]
+    for i in range(20):  # 20 requests over one second
+        clock.now = i * 0.05
+        aimd.note_start(clock.now)
+    clock.now = 1.0
+    assert aimd.on_throttled(started=0.95)
+    assert aimd.current_rate == pytest.approx(10.0)
+    assert aimd.bucket is not None
+    assert aimd.bucket.rate == pytest.approx(10.0)
+
+
+def test_aimd_cuts_once_per_window() -> None:
+    """429s from requests started before the last cut are ignored; a later one cuts again."""
+    clock = FakeClock()
+    aimd = AdaptiveRate(clock=clock)
+    for i in range(20):
+        clock.now = i * 0.05
+        aimd.note_start(clock.now)
+    clock.now = 1.0
+    assert aimd.on_throttled(started=0.9)
+    first = aimd.current_rate
+    for started in (0.2, 0.5, 0.95, 0.99):  # in flight when the cut happened
+        clock.now += 0.01
+        assert not aimd.on_throttled(started)
+    assert aimd.current_rate == first
+    assert aimd.cuts == 1
+    clock.now = 2.0
+    aimd.note_start(1.5)
+    assert aimd.on_throttled(started=1.5)
+    assert aimd.cuts == 2
+    assert aimd.current_rate is not None
+    assert first is not None
+    assert aimd.current_rate < first
+
+
+def test_aimd_grows_on_success_and_is_floored() -> None:
+    """Successes regain the old peak gradually; repeated cuts stop at min_rate."""
+    clock = FakeClock()
+    aimd = AdaptiveRate(clock=clock, max_rate=15.0)
+    for i in range(20):
+        clock.now = i * 0.05
+        aimd.note_start(clock.now)
+    clock.now = 1.0
+    aimd.on_throttled(started=1.0)
+    assert aimd.current_rate == pytest.approx(10.0)
+    aimd.on_success(started=0.5)  # sent before the cut: no credit
+    assert aimd.current_rate == pytest.approx(10.0)
+    rates: list[float] = []
+    for _ in range(50):
+        aimd.on_success(started=1.5)
+        rates.append(aimd.current_rate or 0.0)
+    assert rates == sorted(rates)
+    assert rates[0] > 10.0
+    for _ in range(500):
+        aimd.on_success(started=1.5)
+    assert aimd.current_rate == 15.0  # capped at max_rate
+    for t in range(3, 40):
+        clock.now = float(t)
+        aimd.on_throttled(started=clock.now)
+    assert aimd.current_rate == pytest.approx(0.1)
+
+
+def test_aimd_growth_is_additive() -> None:
+    """At full use, regaining the old peak after a halving takes about 10 s of successes."""
+    clock = FakeClock()
+    aimd = AdaptiveRate(clock=clock)
+    for i in range(20):
+        clock.now = i * 0.05
+        aimd.note_start(clock.now)
+    clock.now = 1.0
+    aimd.on_throttled(started=1.0)
+    successes = 0
+    elapsed = 0.0
+    while (rate := aimd.current_rate) is not None and rate < 20.0:
+        elapsed += 1 / rate  # one success per slot at the current rate
+        aimd.on_success(started=1.0)
+        successes += 1
+    assert 9.0 < elapsed < 11.0
+    assert 140 < successes < 160
+
+
+async def test_pacer_no_limit_never_sleeps() -> None:
+    """With no rps, ppm or adaptive, acquire never sleeps, even after 429s without Retry-After."""
+    clock = FakeClock()
+    pacer = Pacer(adaptive=False, clock=clock, sleep=clock.sleep)
+    for _ in range(1000):
+        started = await pacer.acquire(pages=5)
+        pacer.on_throttled(started, None)
+        pacer.on_success(started)
+    assert clock.sleeps == []
+    assert pacer.current_rate is None
+    assert pacer.stats.throttles == 1000
+
+
+async def test_pacer_adaptive_paces_after_a_429() -> None:
+    """The default pacer runs free, then spaces requests at the cut rate."""
+    clock = FakeClock()
+    pacer = Pacer.from_config(RateLimit(), clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        started = await pacer.acquire()
+        clock.now += 0.1
+    assert clock.sleeps == []
+    pacer.on_throttled(started, None)
+    rate = pacer.current_rate
+    assert rate is not None
+    assert rate == pytest.approx(5.0, rel=0.2)
+    before = clock.now
+    for _ in range(11):
+        await pacer.acquire()
+    assert clock.now - before == pytest.approx(10 / rate)
+    assert pacer.stats.cuts == 1
+
+
+async def test_pacer_fixed_rps_and_ppm() -> None:
+    """rps spaces every request; ppm spaces pages, and a big document still passes."""
+    clock = FakeClock()
+    pacer = Pacer.from_config(RateLimit(rps=2, ppm=120), clock=clock, sleep=clock.sleep)
+    assert pacer.current_rate == 2
+    await pacer.acquire()
+    await pacer.acquire()
+    assert clock.now == pytest.approx(0.5)
+    await pacer.acquire(pages=117)  # 2 pages/s, 2 saved up: goes now, 115 into debt
+    assert clock.now == pytest.approx(1.0)
+    await pacer.acquire()  # a poll does not wait behind the page debt
+    assert clock.now == pytest.approx(1.5)
+    await pacer.acquire(pages=1)  # waits out the debt
+    assert clock.now == pytest.approx(0.5 + 116 / 2, rel=0.01)
+
+
+async def test_pacer_retry_after_pauses_every_sender() -> None:
+    """A Retry-After holds all concurrent senders until the deadline, then releases them."""
+    pauses: list[float] = []
+    pacer = Pacer(adaptive=False, on_pause=pauses.append)
+    started = await pacer.acquire()
+    pacer.on_throttled(started, 0.3)
+    deadline = pacer.paused_until
+    pacer.on_throttled(started, 0.1)  # a shorter one does not shorten the pause
+    assert pacer.paused_until == deadline
+    done: list[float] = []
+
+    async def sender() -> None:
+        await pacer.acquire()
+        done.append(anyio.current_time())
+
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(sender)
+    assert len(done) == 5
+    assert all(deadline <= t < deadline + 0.5 for t in done)
+    assert pauses == [0.3]
+    stats = pacer.stats
+    assert (stats.throttles, stats.pauses) == (2, 1)
+    assert stats.paused_seconds == pytest.approx(0.3)
+
+
+async def test_pacer_pause_holds_the_rps_bucket() -> None:
+    """After a pause, a fixed rps resumes at its pace rather than in a burst."""
+    clock = FakeClock()
+    pacer = Pacer(rps=10, clock=clock, sleep=clock.sleep)
+    started = await pacer.acquire()
+    pacer.on_throttled(started, 5.0)
+    assert pacer.paused_until == 5.0
+    times = [await pacer.acquire() for _ in range(3)]
+    assert times == pytest.approx([5.0, 5.1, 5.2])
+    assert pacer.current_rate == 10  # a fixed rps is not cut
+
+
+async def test_pacer_pause_capped_and_skipped_in_testing() -> None:
+    """A Retry-After pause is capped at max_pause, and skipped in testing mode."""
+    clock = FakeClock()
+    pauses: list[float] = []
+    pacer = Pacer(adaptive=False, max_pause=2.0, on_pause=pauses.append, clock=clock)
+    pacer.on_throttled(0.0, 3600.0)
+    assert pacer.paused_until == 2.0
+    assert pauses == [2.0]
+    clock.now = 10.0
+    with set_testing(True):
+        pacer.on_throttled(10.0, 30.0)
+    assert pacer.paused_until == 2.0
+    assert pacer.stats.throttles == 2
+
+
+async def test_pacer_acquire_pages_alone() -> None:
+    """acquire_pages takes page tokens only; the RPS slot comes with acquire()."""
+    clock = FakeClock()
+    pacer = Pacer(rps=1, ppm=60, clock=clock, sleep=clock.sleep)
+    await pacer.acquire_pages(3)  # 1 page/s, 1 saved: 2 into debt
+    await pacer.acquire()
+    assert clock.now == 0.0
+    await pacer.acquire_pages(1)
+    assert clock.now == pytest.approx(3.0)
+    await Pacer(adaptive=False, clock=clock, sleep=clock.sleep).acquire_pages(1000)
+    assert clock.now == pytest.approx(3.0)
+
+
+async def test_loop_time_is_anyio_time() -> None:
+    """The default clock reads the same clock as anyio.current_time()."""
+    assert loop_time() == pytest.approx(anyio.current_time(), abs=0.01)
