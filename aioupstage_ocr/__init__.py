@@ -51,6 +51,20 @@ from ._exceptions import (
     WaitTimeoutError,
 )
 from ._formats import Format
+from ._models import (
+    BatchStatus,
+    BoundingBox,
+    OCRResult,
+    Page,
+    RequestStatus,
+    RequestSummary,
+    Status,
+    Word,
+    merge_batches,
+    parse_request_list,
+    parse_request_status,
+    parse_result,
+)
 
 __version__ = "0.1.0"
 
@@ -63,6 +77,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchFailedError",
+    "BatchStatus",
+    "BoundingBox",
     "ConfigurationError",
     "DocumentError",
     "DocumentLimits",
@@ -75,14 +91,19 @@ __all__ = [
     "Limits",
     "MissingAPIKeyError",
     "NotFoundError",
+    "OCRResult",
+    "Page",
     "PermissionDeniedError",
     "Polling",
     "RateLimit",
     "RateLimitError",
     "RequestFailedError",
+    "RequestStatus",
+    "RequestSummary",
     "RequestTooLargeError",
     "ResponseValidationError",
     "Retries",
+    "Status",
     "Timeouts",
     "TooManyPagesError",
     "TooManyPixelsError",
@@ -92,5 +113,10 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UpstageOCRError",
     "WaitTimeoutError",
+    "Word",
     "__version__",
+    "merge_batches",
+    "parse_request_list",
+    "parse_request_status",
+    "parse_result",
 ]
