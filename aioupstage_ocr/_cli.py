@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .testing import _cli as emulator_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="OCR documents with the Upstage OCR API, one or thousands at a time.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    emulator = commands.add_parser(
+        "emulator", help="run the bundled emulator of the service until interrupted"
+    )
+    emulator_cli.add_arguments(emulator)
+    emulator.set_defaults(handler=emulator_cli.run)
     return parser
 
 

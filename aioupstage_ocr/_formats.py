@@ -227,7 +227,8 @@ def _raster_sizes(stream: IO[bytes], name: str) -> tuple[tuple[int, int], ...]:
                 if index:
                     image.seek(index)
                 sizes.append(image.size)
-    except (UnidentifiedImageError, OSError, ValueError, EOFError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, TypeError) as exc:
+        # Pillow raises TypeError ("Missing dimensions") for some corrupt TIFF headers.
         raise UnreadableDocumentError(name, f"the image cannot be read ({exc})") from exc
     return tuple(sizes)
 

@@ -81,6 +81,14 @@ def test_corrupt_pdf_names_the_file() -> None:
         inspect_document(io.BytesIO(b"%PDF-1.4\ngarbage"), Format.PDF, "broken.pdf")
 
 
+def test_corrupt_tiff_names_the_file() -> None:
+    """A TIFF with a damaged header is unreadable, named, never a raw TypeError."""
+    data = bytearray(make_tiff(1))
+    data[8] ^= 0xFF
+    with pytest.raises(UnreadableDocumentError, match=r"bad\.tif: the image cannot be read"):
+        inspect_document(io.BytesIO(bytes(data)), Format.TIFF, "bad.tif")
+
+
 def test_samples(samples: Path) -> None:
     """The shared real documents are judged as their README says."""
     expected = {

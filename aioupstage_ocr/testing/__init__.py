@@ -1,5 +1,30 @@
-"""Test your code against an emulator of the Upstage OCR service, offline."""
+"""Test your code against an emulator of the Upstage OCR service, offline.
+
+```python
+from aioupstage_ocr.testing import EmulatorConfig, UpstageEmulator, make_pdf
+
+async with UpstageEmulator(EmulatorConfig(rps=3, error_rate=0.1, seed=7)) as emulator:
+    ...  # point the client at emulator.base_url; assert on emulator.stats
+```
+
+With pytest, the `upstage_emulator` fixture gives a running emulator, reset per test.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._config import EmulatorConfig
+from ._documents import make_image, make_pdf, make_tiff, page_text
+from ._emulator import UpstageEmulator
+from ._ocr import emulated_text
+from ._stats import EmulatorStats
+
+__all__ = [
+    "EmulatorConfig",
+    "EmulatorStats",
+    "UpstageEmulator",
+    "emulated_text",
+    "make_image",
+    "make_pdf",
+    "make_tiff",
+    "page_text",
+]

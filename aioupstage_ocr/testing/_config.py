@@ -1,0 +1,145 @@
+"""The emulator's settings: one frozen object, every field also a command-line option."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._exceptions import ConfigurationError
+
+__all__ = ["API_ROUTES", "FAULT_ROUTES", "EmulatorConfig"]
+
+#: Routes of the API host, as named in `EmulatorStats.requests` and `fault_routes`.
+API_ROUTES = ("sync", "async", "status", "list")
+#: Routes that can be given faults: the API routes and the storage host's downloads.
+FAULT_ROUTES = (*API_ROUTES, "download")
+
+_RATES = (
+    "error_rate",
+    "drop_rate",
+    "truncate_rate",
+    "batch_failure_rate",
+    "early_expiry_rate",
+    "latency_jitter",
+)
+_NON_NEGATIVE = ("url_ttl", "sync_latency", "batch_latency", "start_delay", "early_expiry_ttl")
+_POSITIVE_INTS = (
+    "workers",
+    "batch_size",
+    "max_sync_pages",
+    "max_async_pages",
+    "max_bytes",
+    "max_pixels",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """How the emulator behaves. Every fault is drawn from `seed`, so a failure replays.
+
+    Service:
+    - `api_key`: the one key accepted; None accepts any non-empty key.
+    - `url_ttl`: seconds a signed download link stays valid (the service: 900).
+    - `max_sync_pages`, `max_async_pages`, `max_bytes`, `max_pixels`: the limits.
+      An async document over `max_async_pages` is accepted, then fails.
+    - `model_version`: what `ocr` stands for; `ocr` and this name are the models taken.
+    - `batch_size`: pages per async batch; `workers`: batches run at once.
+    - `alt_shape`: answer in the later documented shape (`apiVersion`, pixel boxes).
+    - `error_shape`: `"error"` for `{"error": {...}}` bodies, `"code"` for `{"code", "message"}`.
+    - `page_ids`: in a batch's download, page ids count from the `"batch"` or the `"document"`.
+    - `shuffle_batches`: list a request's batches in a seeded random order.
+
+    Pace:
+    - `sync_latency`: seconds a sync call takes; past `sync_timeout` (if set) it
+      answers 504 instead, after `sync_timeout` seconds; `batch_latency`: seconds per batch;
+      `latency_jitter`: +/- that fraction, seeded; `start_delay`: seconds an async
+      request stays `submitted` before its batches are scheduled.
+    - `rps`: API requests per second (submits, polls and lists), `ppm`: pages per
+      minute submitted; beyond them a 429, with `Retry-After` if `retry_after`
+      (whole seconds, or an HTTP date with `retry_after_date`).
+
+    Faults (shares from 0 to 1):
+    - `error_rate`: answers with one of `error_statuses` before doing the work.
+    - `drop_rate`: the work is done, then the connection is closed without an answer.
+    - `fault_routes`: the routes the two above apply to (`sync`, `async`, `status`,
+      `list`, `download`).
+    - `truncate_rate`: a download declares its full length, sends part, closes.
+    - `batch_failure_rate`: a batch fails (retried `batch_retries` times as `retrying`).
+    - `early_expiry_rate`: a signed link lives `early_expiry_ttl` seconds, not `url_ttl`.
+    """
+
+    seed: int = 0
+    api_key: str | None = field(default=None, repr=False)
+    url_ttl: float = 900.0
+    sync_latency: float = 0.0
+    sync_timeout: float | None = None
+    batch_latency: float = 0.05
+    latency_jitter: float = 0.0
+    start_delay: float = 0.0
+    workers: int = 4
+    batch_size: int = 10
+    rps: float | None = None
+    ppm: float | None = None
+    retry_after: bool = True
+    retry_after_date: bool = False
+    error_rate: float = 0.0
+    error_statuses: tuple[int, ...] = (500, 502, 503)
+    drop_rate: float = 0.0
+    fault_routes: tuple[str, ...] = API_ROUTES
+    truncate_rate: float = 0.0
+    batch_failure_rate: float = 0.0
+    batch_retries: int = 0
+    early_expiry_rate: float = 0.0
+    early_expiry_ttl: float = 0.0
+    alt_shape: bool = False
+    error_shape: str = "error"
+    page_ids: str = "batch"
+    shuffle_batches: bool = True
+    max_sync_pages: int = 100
+    max_async_pages: int = 1000
+    max_bytes: int = 50_000_000
+    max_pixels: int = 200_000_000
+    model_version: str = "ocr-250904"
+
+    def __post_init__(self) -> None:
+        for name in _RATES:
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigurationError(f"EmulatorConfig.{name} must be in [0, 1], got {value!r}")
+        for name in _NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"EmulatorConfig.{name} must not be negative")
+        for name in _POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"EmulatorConfig.{name} must be at least 1")
+        for name in ("rps", "ppm", "sync_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"EmulatorConfig.{name} must be positive or None")
+        if self.batch_retries < 0:
+            raise ConfigurationError("EmulatorConfig.batch_retries must not be negative")
+        if not self.error_statuses or any(not 400 <= s <= 599 for s in self.error_statuses):
+            raise ConfigurationError("EmulatorConfig.error_statuses must be HTTP error statuses")
+        unknown = set(self.fault_routes) - set(FAULT_ROUTES)
+        if unknown:
+            raise ConfigurationError(
+                f"EmulatorConfig.fault_routes: unknown {sorted(unknown)}; known {FAULT_ROUTES}"
+            )
+        if self.error_shape not in ("error", "code"):
+            raise ConfigurationError("EmulatorConfig.error_shape must be 'error' or 'code'")
+        if self.page_ids not in ("batch", "document"):
+            raise ConfigurationError("EmulatorConfig.page_ids must be 'batch' or 'document'")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigurationError("EmulatorConfig.api_key must be None or a non-empty key")
+
+    def replace(self, **changes: Any) -> EmulatorConfig:
+        """A copy with `changes` applied (unknown names raise `ConfigurationError`)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigurationError(f"EmulatorConfig has no field {', '.join(unknown)}")
+        for name in ("error_statuses", "fault_routes"):
+            if name in changes:
+                changes[name] = tuple(changes[name])
+        return dataclasses.replace(self, **changes)
