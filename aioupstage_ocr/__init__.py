@@ -10,6 +10,7 @@ async with AsyncUpstageOCR() as client:  # key from UPSTAGE_API_KEY
 
 from __future__ import annotations
 
+from ._client import AsyncUpstageOCR
 from ._config import (
     DocumentLimits,
     Limits,
@@ -65,6 +66,7 @@ from ._models import (
     parse_request_status,
     parse_result,
 )
+from ._poller import Progress
 
 __version__ = "0.1.0"
 
@@ -74,6 +76,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AmbiguousSubmitError",
+    "AsyncUpstageOCR",
     "AuthenticationError",
     "BadRequestError",
     "BatchFailedError",
@@ -95,6 +98,7 @@ __all__ = [
     "Page",
     "PermissionDeniedError",
     "Polling",
+    "Progress",
     "RateLimit",
     "RateLimitError",
     "RequestFailedError",

@@ -79,9 +79,10 @@ class Limits:
     """How much runs at once.
 
     - `max_connections`: the aiohttp connection pool (all hosts).
-    - `max_concurrency`: HTTP requests in flight across every stage
-      (submits, polls, downloads), the one limit the service sees.
-    - `max_downloads`: batch downloads in flight (within `max_concurrency`).
+    - `max_concurrency`: API requests in flight across every stage (submits,
+      polls, lists), the one limit the service sees.
+    - `max_downloads`: batch downloads in flight; they go to the storage host,
+      not the API, so they have their own limit beside `max_concurrency`.
     - `max_polls`: status fetches in flight (within `max_concurrency`).
     - `max_open_documents`: documents prepared or uploading at once in bulk runs:
       bounds open files and memory whatever the number of inputs.

@@ -1,0 +1,438 @@
+"""Waiting for async requests: one scheduler polls them all, downloads batches as they finish.
+
+```python
+async with PollScheduler(transport, polling, limits) as scheduler:
+    result = await scheduler.track(request_id)   # many at once, from many tasks
+```
+
+One loop keeps a timer heap of the next poll of every tracked request (not a
+sleeping task each); the polls that fall due run as tasks, at most
+`Limits.max_polls` at once. Per request, the wait starts at
+`Polling.initial`, grows by `Polling.factor` after a poll that saw no
+progress, up to `Polling.maximum`, jittered by `Polling.jitter`, and drops back
+to `initial` when progress moves.
+
+Each status starts the download of every newly completed batch at once, while
+the others still run. A download refused with 403 (an expired link) marks its
+batch stale and asks for one status re-fetch for the request, shared by all
+its batches waiting on a link; the fresh links then go out again. A failed
+batch or request ends the wait with the service's `failure_message`; when
+every batch is in, `merge_batches` checks coverage and joins them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from types import TracebackType
+from typing import Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._config import DEFAULT_LIMITS, DEFAULT_POLLING, Limits, Polling
+from ._exceptions import BatchFailedError, PermissionDeniedError, RequestFailedError
+from ._models import OCRResult, RequestStatus, merge_batches, parse_request_status, parse_result
+from ._transport import Transport
+
+__all__ = ["PollScheduler", "Progress", "ProgressHook"]
+
+logger = logging.getLogger("aioupstage_ocr")
+
+#: How many times one batch may get a fresh link after a 403 before the 403 is raised.
+MAX_LINK_REFRESHES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where one tracked request stands.
+
+    `completed_pages` is the service's count; `downloaded_pages` the pages whose
+    results are in hand; `done` is True on the last report (result or error).
+    """
+
+    request_id: str
+    status: str
+    total_pages: int | None
+    completed_pages: int
+    downloaded_pages: int
+    done: bool = False
+
+
+ProgressHook = Callable[[Progress], None]
+
+
+class _Abandoned(Exception):  # noqa: N818 - internal marker, never raised to a caller
+    """Every caller waiting for this request left (cancelled)."""
+
+
+_BatchState = Literal["waiting", "downloading", "stale", "done"]
+
+
+@dataclass(slots=True, eq=False)
+class _Batch:
+    batch_id: int
+    start_page: int
+    end_page: int
+    state: _BatchState = "waiting"
+    url: str | None = field(default=None, repr=False)
+    url_seq: int = 0  # which status (by count) the link came from
+    refreshes: int = 0
+    result: OCRResult | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Tracked:
+    request_id: str
+    interval: float
+    hooks: list[ProgressHook] = field(default_factory=list)
+    waiters: int = 0
+    generation: int = 0  # bumps on each (re)schedule; older heap entries are skipped
+    polling: bool = False
+    refresh_wanted: bool = False
+    status_seq: int = 0
+    last: RequestStatus | None = None
+    progress_key: tuple[object, ...] = ()
+    batches: dict[tuple[int, int], _Batch] = field(default_factory=dict)
+    scopes: set[anyio.CancelScope] = field(default_factory=set)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    finished: bool = False
+    result: OCRResult | None = None
+    error: BaseException | None = None
+
+    @property
+    def downloaded_pages(self) -> int:
+        return sum(
+            b.end_page - b.start_page + 1 for b in self.batches.values() if b.state == "done"
+        )
+
+
+def _is_due(tracked: _Tracked, generation: int) -> bool:
+    """Whether a heap entry still stands: its request open, not rescheduled, not polling."""
+    return not tracked.finished and generation == tracked.generation and not tracked.polling
+
+
+class PollScheduler:
+    """Tracks many async request ids at once, until each is merged or has failed.
+
+    `on_progress` hears every tracked request's `Progress` (after each status
+    and each finished download); `track` takes a hook for one request too.
+    Leaving the `async with` block cancels every poll and download still
+    running; `track` calls still waiting then raise `RuntimeError`.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        polling: Polling = DEFAULT_POLLING,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        on_progress: ProgressHook | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._transport = transport
+        self._polling = polling
+        self._on_progress = on_progress
+        self._rng = rng if rng is not None else random.Random()
+        # Algorithm: semaphore ("at most N at once") for the status fetches in flight.
+        self._poll_slots = anyio.Semaphore(limits.max_polls)
+        self._heap: list[tuple[float, int, int, _Tracked]] = []
+        self._counter = itertools.count()
+        self._tracked: dict[str, _Tracked] = {}
+        self._wake: anyio.Event | None = None
+        self._task_group: TaskGroup | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<PollScheduler tracking {len(self._tracked)} requests>"
+
+    @property
+    def tracking(self) -> int:
+        """How many requests are being waited for now."""
+        return len(self._tracked)
+
+    async def __aenter__(self) -> PollScheduler:
+        if self._task_group is not None or self._closed:
+            raise RuntimeError("a PollScheduler runs once")
+        self._wake = anyio.Event()
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._task_group = group
+        group.start_soon(self._run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._task_group is not None
+        self._closed = True
+        for tracked in list(self._tracked.values()):
+            self._finish(tracked, error=RuntimeError("the poll scheduler was closed"))
+        self._task_group.cancel_scope.cancel()
+        # The body's own exception goes on as it is (not wrapped in an ExceptionGroup);
+        # a failure of the scheduler's tasks, were there one, is raised from here.
+        await self._task_group.__aexit__(None, None, None)
+
+    # ------------------------------------------------------------------ public
+
+    async def track(self, request_id: str, *, on_progress: ProgressHook | None = None) -> OCRResult:
+        """Wait for `request_id`: poll, download its batches, merge; the result.
+
+        Raises `RequestFailedError`/`BatchFailedError` with the service's
+        reason, `IncompleteResultError` for a gap or overlap, or the API error
+        that ended the wait. Cancelling the caller stops tracking the request
+        (unless another caller waits for it too).
+        """
+        tracked = self._start(request_id, on_progress)
+        tracked.waiters += 1
+        try:
+            await tracked.done.wait()
+        finally:
+            tracked.waiters -= 1
+            if not tracked.finished and tracked.waiters == 0:
+                self._finish(tracked, error=_Abandoned(request_id))
+        if tracked.error is not None:
+            raise tracked.error
+        assert tracked.result is not None
+        return tracked.result
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _start(self, request_id: str, hook: ProgressHook | None) -> _Tracked:
+        if self._task_group is None or self._closed:
+            raise RuntimeError("use the PollScheduler inside `async with`")
+        tracked = self._tracked.get(request_id)
+        if tracked is None:
+            tracked = _Tracked(request_id, interval=self._polling.initial)
+            self._tracked[request_id] = tracked
+            self._schedule(tracked, 0.0)
+        if hook is not None:
+            tracked.hooks.append(hook)
+        return tracked
+
+    def _schedule(self, tracked: _Tracked, delay: float) -> None:
+        tracked.generation += 1
+        due = anyio.current_time() + delay
+        heapq.heappush(self._heap, (due, next(self._counter), tracked.generation, tracked))
+        if self._wake is not None:
+            self._wake.set()
+
+    def _next_delay(self, tracked: _Tracked) -> float:
+        spread = self._polling.jitter
+        return tracked.interval * self._rng.uniform(1.0 - spread, 1.0 + spread)
+
+    async def _run(self) -> None:
+        assert self._task_group is not None
+        while True:
+            self._wake = anyio.Event()
+            now = anyio.current_time()
+            while self._heap and self._heap[0][0] <= now:
+                _due, _n, generation, tracked = heapq.heappop(self._heap)
+                if not _is_due(tracked, generation):
+                    continue
+                await self._poll_slots.acquire()
+                if not _is_due(tracked, generation):  # finished while waiting for a slot
+                    self._poll_slots.release()
+                    continue
+                tracked.polling = True
+                self._task_group.start_soon(self._poll, tracked)
+            delay = self._heap[0][0] - anyio.current_time() if self._heap else math.inf
+            if delay > 0:
+                wake = self._wake
+                with anyio.move_on_after(delay):
+                    await wake.wait()
+
+    # ------------------------------------------------------------------ polls
+
+    async def _poll(self, tracked: _Tracked) -> None:
+        status: RequestStatus | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                tracked.scopes.add(scope)
+                try:
+                    tracked.refresh_wanted = False
+                    body = await self._transport.get_request(tracked.request_id)
+                    status = parse_request_status(body, source=f"request {tracked.request_id}")
+                except Exception as exc:  # noqa: BLE001 - any failure ends this request's wait, not others'
+                    self._finish(tracked, error=exc)
+                finally:
+                    tracked.scopes.discard(scope)
+        finally:
+            tracked.polling = False
+            self._poll_slots.release()
+        if status is not None and not tracked.finished:
+            self._on_status(tracked, status)
+
+    def _on_status(self, tracked: _Tracked, status: RequestStatus) -> None:
+        tracked.status_seq += 1
+        tracked.last = status
+        failed = next((b for b in status.batches if b.is_failed), None)
+        if failed is not None:
+            error = BatchFailedError(
+                tracked.request_id,
+                failed.failure_message or status.failure_message,
+                batch_id=failed.id,
+                start_page=failed.start_page,
+                end_page=failed.end_page,
+            )
+            self._finish(tracked, error=error)
+            return
+        if status.is_failed:
+            self._finish(tracked, error=RequestFailedError(status.id, status.failure_message))
+            return
+        missing_link = False
+        for batch in status.batches:
+            key = (batch.start_page, batch.end_page)
+            entry = tracked.batches.get(key)
+            if entry is None:
+                entry = _Batch(batch.id, batch.start_page, batch.end_page)
+                tracked.batches[key] = entry
+            if not batch.is_completed:
+                continue
+            if not batch.download_url:
+                missing_link = missing_link or entry.state != "done"
+                continue
+            entry.url, entry.url_seq = batch.download_url, tracked.status_seq
+            if entry.state in ("waiting", "stale"):
+                self._start_download(tracked, entry)
+
+        completed = sum(1 for b in status.batches if b.is_completed)
+        key_now = (status.status, status.completed_pages, completed)
+        if key_now != tracked.progress_key:
+            tracked.progress_key = key_now
+            tracked.interval = self._polling.initial
+        elif tracked.status_seq > 1:
+            tracked.interval = min(self._polling.maximum, tracked.interval * self._polling.factor)
+        # Every stale batch listed with a link got this status's; one without asks again.
+        tracked.refresh_wanted = any(b.state == "stale" for b in tracked.batches.values())
+        self._report(tracked)
+        if self._maybe_finish(tracked):
+            return
+        all_linked = completed == len(status.batches) and not missing_link
+        if status.is_completed and all_linked and not tracked.refresh_wanted:
+            return  # only downloads left; a stale link asks for a poll itself
+        if missing_link or tracked.refresh_wanted:
+            delay = self._polling.initial  # links are due: ask again soon, not in a tight loop
+        else:
+            delay = self._next_delay(tracked)
+        self._schedule(tracked, delay)
+
+    # ------------------------------------------------------------------ downloads
+
+    def _start_download(self, tracked: _Tracked, entry: _Batch) -> None:
+        assert self._task_group is not None
+        assert entry.url is not None
+        entry.state = "downloading"
+        self._task_group.start_soon(self._download, tracked, entry, entry.url, entry.url_seq)
+
+    async def _download(self, tracked: _Tracked, entry: _Batch, url: str, url_seq: int) -> None:
+        source = f"request {tracked.request_id} pages {entry.start_page}-{entry.end_page}"
+        result: OCRResult | None = None
+        with anyio.CancelScope() as scope:
+            tracked.scopes.add(scope)
+            try:
+                result = await self._transport.download(
+                    url, partial(parse_result, source=source), request_id=tracked.request_id
+                )
+            except PermissionDeniedError as exc:
+                self._stale(tracked, entry, url_seq, exc)
+            except Exception as exc:  # noqa: BLE001 - any failure ends this request's wait, not others'
+                self._finish(tracked, error=exc)
+            finally:
+                tracked.scopes.discard(scope)
+        if result is None or tracked.finished:
+            return
+        entry.result = result
+        entry.state = "done"
+        self._report(tracked)
+        self._maybe_finish(tracked)
+
+    def _stale(
+        self, tracked: _Tracked, entry: _Batch, url_seq: int, exc: PermissionDeniedError
+    ) -> None:
+        """A link was refused: use a newer one if a status brought it, else ask for one."""
+        if tracked.finished:
+            return
+        entry.refreshes += 1
+        if entry.refreshes > MAX_LINK_REFRESHES:
+            self._finish(tracked, error=exc)
+            return
+        entry.state = "stale"
+        if entry.url_seq > url_seq:
+            self._start_download(tracked, entry)  # a status came meanwhile: its link is fresher
+            return
+        if tracked.refresh_wanted:
+            return  # one re-fetch is already asked for; it serves this batch too
+        tracked.refresh_wanted = True
+        if not tracked.polling:
+            self._schedule(tracked, 0.0)
+        # A poll already in flight may carry a link as old as this one: ask again after it.
+
+    # ------------------------------------------------------------------ endings
+
+    def _maybe_finish(self, tracked: _Tracked) -> bool:
+        status = tracked.last
+        if status is None or not status.is_completed:
+            return False
+        current = [tracked.batches[(b.start_page, b.end_page)] for b in status.batches]
+        if any(b.state != "done" for b in current):
+            return False
+        total = status.total_pages or max((b.end_page for b in current), default=0)
+        parts = [(b.start_page, b.end_page, b.result) for b in current if b.result is not None]
+        try:
+            merged = merge_batches(tracked.request_id, total, parts)
+        except Exception as exc:  # noqa: BLE001 - IncompleteResultError and kin end this wait
+            self._finish(tracked, error=exc)
+        else:
+            self._finish(tracked, result=merged)
+        return True
+
+    def _finish(
+        self,
+        tracked: _Tracked,
+        *,
+        result: OCRResult | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        if tracked.finished:
+            return
+        tracked.finished = True
+        tracked.result, tracked.error = result, error
+        if self._tracked.get(tracked.request_id) is tracked:
+            del self._tracked[tracked.request_id]
+        for scope in list(tracked.scopes):
+            scope.cancel()
+        for batch in tracked.batches.values():
+            batch.result = None  # the merged result holds the pages; free the parts
+        tracked.done.set()
+        if not isinstance(error, _Abandoned):
+            self._report(tracked)
+
+    def _report(self, tracked: _Tracked) -> None:
+        status = tracked.last
+        if self._on_progress is None and not tracked.hooks:
+            return
+        progress = Progress(
+            request_id=tracked.request_id,
+            status=status.status if status is not None else "submitted",
+            total_pages=status.total_pages if status is not None else None,
+            completed_pages=status.completed_pages if status is not None else 0,
+            downloaded_pages=tracked.downloaded_pages,
+            done=tracked.finished,
+        )
+        for hook in (self._on_progress, *tracked.hooks):
+            if hook is None:
+                continue
+            try:
+                hook(progress)
+            except Exception:
+                logger.exception("a progress hook failed for request %s", tracked.request_id)

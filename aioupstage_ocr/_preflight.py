@@ -1,0 +1,394 @@
+"""Preflight: judge a document before uploading it, and choose its endpoint.
+
+`prepare` is blocking file work (stat, magic bytes, page and pixel counts, a
+streamed sha256): run it off the event loop with `anyio.to_thread.run_sync`.
+Every refusal is a `DocumentError` subclass naming the file and the reason, so
+nothing the service would reject is ever uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Literal, TypeAlias
+
+from ._config import DEFAULT_DOCUMENT_LIMITS, DocumentLimits
+from ._exceptions import (
+    DocumentNotFoundError,
+    DocumentTooLargeError,
+    EmptyDocumentError,
+    TooManyPagesError,
+    TooManyPixelsError,
+    UnreadableDocumentError,
+    UnsupportedFormatError,
+)
+from ._formats import Format, detect_format, inspect_document
+
+__all__ = [
+    "CHUNK_BYTES",
+    "Document",
+    "Mode",
+    "PreparedDocument",
+    "Route",
+    "choose_route",
+    "prepare",
+]
+
+#: What `ocr`, `submit` and `ocr_many` take: a path, the bytes themselves, or a
+#: binary file object (read from its start; left open and rewound, never closed).
+Document: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
+Mode: TypeAlias = Literal["auto", "sync", "async"]
+Route: TypeAlias = Literal["sync", "async"]
+
+#: Hashing reads this much at a time, so memory stays flat whatever the size.
+CHUNK_BYTES = 1 << 20
+
+# The extension a format is uploaded under when the given name's does not match
+# its content (first entry), and the endings that already match.
+_SUFFIXES: dict[Format, tuple[str, ...]] = {
+    Format.PDF: (".pdf",),
+    Format.JPEG: (".jpg", ".jpeg", ".jpe"),
+    Format.PNG: (".png",),
+    Format.BMP: (".bmp",),
+    Format.TIFF: (".tiff", ".tif"),
+    Format.HEIC: (".heic", ".heif"),
+    Format.DOCX: (".docx",),
+    Format.PPTX: (".pptx",),
+    Format.XLSX: (".xlsx",),
+    Format.HWP: (".hwp",),
+    Format.HWPX: (".hwpx",),
+}
+
+_ACCEPTED = ", ".join(f.name for f in Format)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PreparedDocument:
+    """A document that passed preflight, ready to upload.
+
+    - `name`: how messages name it (the path as given, or the filename).
+    - `source`: a `Path` (streamed from disk at upload), the `bytes`, or the
+      caller's binary file object (rewound for each attempt, never closed).
+    - `upload_name`: the filename sent; its extension matches the real format.
+    - `pages` / `max_pixels`: None where they cannot be told without rendering.
+    - `route`: the endpoint it goes to, `"sync"` or `"async"`.
+    """
+
+    name: str
+    source: Path | bytes | IO[bytes]
+    size: int
+    format: Format
+    pages: int | None
+    max_pixels: int | None
+    sha256: str
+    route: Route
+    upload_name: str
+
+    @property
+    def content_type(self) -> str:
+        """The MIME type sent with the upload, from the format found by content."""
+        return self.format.mime_type
+
+    def with_route(self, route: Route) -> PreparedDocument:
+        """The same document sent to another endpoint (a sync time-out going async)."""
+        return replace(self, route=route)
+
+    def open(self) -> bytes | io.IOBase:
+        """The upload body for one attempt (blocking: call it from a worker thread).
+
+        A path is opened afresh (the caller closes it when the attempt ends); a
+        file object is rewound and wrapped so the upload cannot close it; bytes
+        are returned as they are.
+        """
+        if isinstance(self.source, bytes):
+            return self.source
+        if isinstance(self.source, Path):
+            try:
+                handle = self.source.open("rb")
+            except OSError as exc:
+                raise DocumentNotFoundError(self.name, _os_reason(exc)) from exc
+            size = os.fstat(handle.fileno()).st_size
+            if size != self.size:
+                handle.close()
+                raise UnreadableDocumentError(
+                    self.name,
+                    f"the file changed since it was checked ({self.size} -> {size} bytes)",
+                )
+            return handle
+        self.source.seek(0)
+        if _has_fileno(self.source):
+            return _Borrowed(self.source)
+        # An in-memory stream (BytesIO and the like) is already in memory.
+        return bytes(self.source.read())
+
+
+class _Borrowed(io.RawIOBase):
+    """A caller's file object lent to one upload: reads pass through, close does not."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._inner.read(size)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+
+def _has_fileno(stream: IO[bytes]) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, PermissionError):
+        return "cannot be read (permission denied)"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    return f"cannot be read ({exc.strerror or exc})"
+
+
+def choose_route(name: str, pages: int | None, mode: Mode, limits: DocumentLimits) -> Route:
+    """The endpoint for a document of `pages` pages, or `TooManyPagesError`.
+
+    Auto mode sends up to `sync_max_pages` synchronously and up to
+    `async_max_pages` asynchronously; a count that cannot be told (some office
+    formats, HWP) goes sync, where the service counts for itself.
+    """
+    if mode not in ("auto", "sync", "async"):
+        raise ValueError(f"mode must be 'auto', 'sync' or 'async', got {mode!r}")
+    if mode == "sync":
+        if pages is not None and pages > limits.sync_max_pages:
+            raise TooManyPagesError(
+                name,
+                f"{pages} pages; the sync endpoint takes at most {limits.sync_max_pages} "
+                "(use mode='async' or 'auto')",
+            )
+        return "sync"
+    if pages is not None and pages > limits.async_max_pages:
+        raise TooManyPagesError(
+            name,
+            f"{pages} pages; the service takes at most {limits.async_max_pages} pages "
+            "per request (split the document)",
+        )
+    if mode == "async":
+        return "async"
+    return "sync" if pages is None or pages <= limits.sync_max_pages else "async"
+
+
+def prepare(
+    document: Document,
+    *,
+    filename: str | None = None,
+    mode: Mode = "auto",
+    limits: DocumentLimits = DEFAULT_DOCUMENT_LIMITS,
+) -> PreparedDocument:
+    """Check `document` against `limits` and choose its route (blocking).
+
+    `filename` names bytes and file objects (and overrides a path's name in
+    the upload). Raises a `DocumentError` subclass for what the service would
+    refuse; `TypeError` for something that is not a document at all.
+    """
+    if isinstance(document, (bytes, bytearray, memoryview)):
+        data = bytes(document)
+        name = filename or "<bytes>"
+        return _prepare_stream(
+            io.BytesIO(data),
+            source=data,
+            name=name,
+            upload=filename,
+            size=len(data),
+            mode=mode,
+            limits=limits,
+        )
+    if isinstance(document, (str, os.PathLike)):
+        path = Path(document)
+        name = os.fspath(document)
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise DocumentNotFoundError(name, _os_reason(exc)) from exc
+        if stat.S_ISDIR(info.st_mode):
+            raise DocumentNotFoundError(name, "is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentNotFoundError(name, "is not a regular file")
+        _check_size(name, info.st_size, limits)
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise DocumentNotFoundError(name, _os_reason(exc)) from exc
+        with handle:
+            return _prepare_stream(
+                handle,
+                source=path,
+                name=name,
+                upload=filename or path.name,
+                size=info.st_size,
+                mode=mode,
+                limits=limits,
+            )
+    if hasattr(document, "read"):
+        return _prepare_file_object(document, filename, mode, limits)
+    raise TypeError(
+        f"a document is a path, bytes or a binary file object, not {type(document).__name__}"
+    )
+
+
+def _prepare_file_object(
+    stream: IO[bytes], filename: str | None, mode: Mode, limits: DocumentLimits
+) -> PreparedDocument:
+    own_name = getattr(stream, "name", None)
+    name = filename or (own_name if isinstance(own_name, str) else "<stream>")
+    upload = filename or (Path(own_name).name if isinstance(own_name, str) else None)
+    if isinstance(getattr(stream, "encoding", None), str):  # a text stream
+        raise TypeError(f"{name}: open the file in binary mode ('rb'), not text mode")
+    seekable = False
+    try:
+        seekable = stream.seekable()
+    except (AttributeError, OSError, ValueError):
+        seekable = False
+    if not seekable:
+        # A pipe or socket: read it once, at most one byte past the limit.
+        data = stream.read(limits.max_bytes + 1)
+        if not isinstance(data, bytes):
+            raise TypeError(f"{name}: the file object must be opened in binary mode")
+        _check_size(name, len(data), limits)
+        return _prepare_stream(
+            io.BytesIO(data),
+            source=data,
+            name=name,
+            upload=upload,
+            size=len(data),
+            mode=mode,
+            limits=limits,
+        )
+    try:
+        size = stream.seek(0, io.SEEK_END)
+        stream.seek(0)
+    except (OSError, ValueError) as exc:
+        raise DocumentNotFoundError(name, f"cannot be read ({exc})") from exc
+    _check_size(name, size, limits)
+    return _prepare_stream(
+        stream, source=stream, name=name, upload=upload, size=size, mode=mode, limits=limits
+    )
+
+
+def _check_size(name: str, size: int, limits: DocumentLimits) -> None:
+    if size == 0:
+        raise EmptyDocumentError(name, "the file is empty (0 bytes)")
+    if size > limits.max_bytes:
+        raise DocumentTooLargeError(
+            name,
+            f"{_megabytes(size)} is over the limit of {_megabytes(limits.max_bytes)} "
+            "(DocumentLimits.max_bytes)",
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB ({size} bytes)"
+
+
+def _prepare_stream(
+    stream: IO[bytes],
+    *,
+    source: Path | bytes | IO[bytes],
+    name: str,
+    upload: str | None,
+    size: int,
+    mode: Mode,
+    limits: DocumentLimits,
+) -> PreparedDocument:
+    _check_size(name, size, limits)
+    try:
+        fmt = detect_format(stream)
+    except OSError as exc:
+        raise DocumentNotFoundError(name, _os_reason(exc)) from exc
+    if fmt is None:
+        stream.seek(0)
+        raise UnsupportedFormatError(name, _unsupported_reason(name))
+    inspection = inspect_document(stream, fmt, name)
+    if inspection.max_pixels is not None and inspection.max_pixels > limits.max_pixels_per_page:
+        raise TooManyPixelsError(
+            name,
+            f"a page has {inspection.max_pixels:,} pixels; the service takes at most "
+            f"{limits.max_pixels_per_page:,} per page",
+        )
+    route = choose_route(name, inspection.pages, mode, limits)
+    return PreparedDocument(
+        name=name,
+        source=source,
+        size=size,
+        format=fmt,
+        pages=inspection.pages,
+        max_pixels=inspection.max_pixels,
+        sha256=_sha256(stream),
+        route=route,
+        upload_name=_upload_name(upload, fmt),
+    )
+
+
+def _unsupported_reason(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    claimed = next((f for f, endings in _SUFFIXES.items() if suffix in endings), None)
+    said = f"named {suffix} but the content is not {claimed.name}; " if claimed else ""
+    return f"{said}not a format the service takes (judged by content; it takes {_ACCEPTED})"
+
+
+def _upload_name(given: str | None, fmt: Format) -> str:
+    """`given`'s base name, its extension made to match the real format."""
+    endings = _SUFFIXES[fmt]
+    base = Path(given).name if given else ""
+    stem, suffix = os.path.splitext(base)
+    if not stem:
+        return f"document{endings[0]}"
+    if suffix.lower() in endings:
+        return base
+    return f"{stem}{endings[0]}"
+
+
+def _sha256(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK_BYTES)
+    view = memoryview(buffer)
+    stream.seek(0)
+    readinto = getattr(stream, "readinto", None)
+    while True:
+        if readinto is not None:
+            count = readinto(view)
+            if not count:
+                break
+            digest.update(view[:count])
+        else:
+            chunk = stream.read(CHUNK_BYTES)
+            if not chunk:
+                break
+            digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()

@@ -1,0 +1,431 @@
+"""The transport over real HTTP: headers per host, error mapping, retries, limits, uploads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from aioupstage_ocr import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InternalServerError,
+    Limits,
+    MissingAPIKeyError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    Retries,
+    Timeouts,
+    UnprocessableEntityError,
+    UnsupportedMediaTypeError,
+)
+from aioupstage_ocr._preflight import prepare
+from aioupstage_ocr._retry import RetryEvent, set_testing
+from aioupstage_ocr._transport import Transport, maybe_delivered, safe_url
+from aioupstage_ocr.testing import make_pdf
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serve(routes: dict[str, Handler], host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """A loopback server answering `routes` (`"GET /path"` -> handler); yields its root URL."""
+    app = web.Application()
+    for key, handler in routes.items():
+        method, path = key.split(" ", 1)
+        app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+TEST_KEY = "up_TEST-key-transport-1e5b2d4680-do-not-leak"
+
+
+def transport(base: str, **kwargs: object) -> Transport:
+    """A transport to `base`/v1 with a distinctive test key."""
+    return Transport(api_key=TEST_KEY, base_url=f"{base}/v1", **kwargs)  # type: ignore[arg-type]
+
+
+def json_response(body: object, status: int = 200, **headers: str) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def open_files() -> set[str]:
+    """Paths this process holds open (empty where /proc is absent)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return set()
+    return {os.path.realpath(fds / fd) for fd in os.listdir(fds)}
+
+
+STATUS_PATH = "/v1/document-digitization/requests/{request_id}"
+
+
+async def test_key_only_to_the_api_host_and_no_cookies() -> None:
+    """API requests carry the key per request; downloads carry neither key nor cookies."""
+    seen: dict[str, dict[str, str]] = {}
+
+    async def status(request: web.Request) -> web.Response:
+        seen["api"] = dict(request.headers)
+        response = json_response({"id": "r1", "status": "started"})
+        response.set_cookie("session", "api-cookie")
+        return response
+
+    async def result(request: web.Request) -> web.Response:
+        seen["storage"] = dict(request.headers)
+        return json_response({"pages": []})
+
+    async with (
+        serve({f"GET {STATUS_PATH}": status}, host="localhost") as api,
+        serve({"GET /results/1.json": result}, host="localhost") as storage,
+    ):
+        http = transport(api)
+        try:
+            await http.get_request("r1")
+            await http.get_request("r1")
+            body = await http.download(f"{storage}/results/1.json?X-Sig=abc", orjson.loads)
+        finally:
+            await http.aclose()
+    assert body == {"pages": []}
+    assert seen["api"]["Authorization"] == f"Bearer {TEST_KEY}"
+    assert "Cookie" not in seen["api"]
+    assert "Authorization" not in seen["storage"]
+    assert "Cookie" not in seen["storage"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message", "code"),
+    [
+        (
+            b'{"error": {"message": "bad model", "type": "invalid_request_error", "code": "m1"}}',
+            "application/json",
+            "bad model",
+            "m1",
+        ),
+        (b'{"code": "c2", "message": "no document"}', "application/json", "no document", "c2"),
+        (
+            (
+                b"<?xml version='1.0'?><Error><Code>AccessDenied</Code>"
+                b"<Message>Request has expired</Message></Error>"
+            ),
+            "application/xml",
+            "AccessDenied: Request has expired",
+            "AccessDenied",
+        ),
+        (b"upstream exploded", "text/plain", "upstream exploded", None),
+        (b"", "text/plain", "HTTP 400 with no message", None),
+    ],
+)
+async def test_error_bodies(body: bytes, content_type: str, message: str, code: str | None) -> None:
+    """Both JSON error shapes, object-store XML and plain text give a message and code."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, status=400, content_type=content_type)
+
+    async with serve({f"GET {STATUS_PATH}": answer}) as api:
+        http = transport(api)
+        try:
+            with pytest.raises(BadRequestError) as info:
+                await http.get_request("req-9")
+        finally:
+            await http.aclose()
+    error = info.value
+    assert (error.status_code, error.message, error.code) == (400, message, code)
+    assert error.request_id == "req-9"
+    assert error.url == f"{api}/v1/document-digitization/requests/req-9"
+    assert error.body is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (413, RequestTooLargeError),
+        (415, UnsupportedMediaTypeError),
+        (422, UnprocessableEntityError),
+        (418, APIStatusError),
+    ],
+)
+async def test_client_errors_are_typed_and_not_retried(
+    status: int, kind: type[APIStatusError], retry_testing: None
+) -> None:
+    """Each 4xx maps to its class and is raised after one request."""
+    calls = 0
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return json_response({"code": "x", "message": f"status {status}"}, status)
+
+    async with serve({"GET /v1/document-digitization/requests": answer}) as api:
+        http = transport(api)
+        try:
+            with pytest.raises(kind) as info:
+                await http.list_requests()
+        finally:
+            await http.aclose()
+    assert type(info.value) is kind
+    assert info.value.status_code == status
+    assert info.value.body == {"code": "x", "message": f"status {status}"}
+    assert calls == 1
+
+
+async def test_retry_after_is_honoured_and_capped() -> None:
+    """A 429's Retry-After (seconds or HTTP date) is the wait, up to `retry_after_max`."""
+    answers = [
+        json_response({"code": "rate", "message": "slow down"}, 429, **{"Retry-After": "0.15"}),
+        json_response(
+            {"code": "rate", "message": "slow down"},
+            429,
+            **{"Retry-After": format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)},
+        ),
+        json_response({"requests": []}),
+    ]
+    times: list[float] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        times.append(time.monotonic())
+        return answers.pop(0)
+
+    events: list[RetryEvent] = []
+    async with serve({"GET /v1/document-digitization/requests": answer}) as api:
+        http = transport(
+            api, retries=Retries(attempts=3, retry_after_max=0.3), on_retry=events.append
+        )
+        try:
+            with set_testing(False):
+                assert await http.list_requests() == b'{"requests":[]}'
+        finally:
+            await http.aclose()
+    assert [type(e.exception) for e in events] == [RateLimitError, RateLimitError]
+    first, second = (e.exception for e in events)
+    assert isinstance(first, RateLimitError)
+    assert isinstance(second, RateLimitError)
+    assert first.retry_after == pytest.approx(0.15)
+    assert second.retry_after is not None
+    assert second.retry_after > 3000
+    assert [e.wait for e in events] == [pytest.approx(0.15), pytest.approx(0.3)]
+    assert times[1] - times[0] >= 0.14
+    assert times[2] - times[1] >= 0.29
+    assert http.pacer.stats.throttles == 2
+
+
+async def test_backoff_without_retry_after_then_gives_up() -> None:
+    """5xx without Retry-After: jittered exponential waits; after the attempts, the error."""
+    calls = 0
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return json_response({"error": {"message": "down", "code": "unavailable"}}, 503)
+
+    events: list[RetryEvent] = []
+    retries = Retries(attempts=4, initial=0.01, maximum=0.02)
+    async with serve({"GET /v1/document-digitization/requests": answer}) as api:
+        http = transport(api, retries=retries, on_retry=events.append)
+        try:
+            with set_testing(False), pytest.raises(InternalServerError, match="down"):
+                await http.list_requests()
+        finally:
+            await http.aclose()
+    assert calls == 4
+    assert [e.attempt for e in events] == [1, 2, 3]
+    caps = [0.01, 0.02, 0.02]
+    assert all(0 <= e.wait <= cap for e, cap in zip(events, caps, strict=True))
+
+
+async def test_connection_failures(retry_testing: None) -> None:
+    """Refused, dropped and slow exchanges map to connection and time-out errors."""
+
+    async def drop(request: web.Request) -> web.Response:
+        await request.read()
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response(status=204)
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return json_response({"requests": []})
+
+    async with serve(
+        {f"GET {STATUS_PATH}": drop, "GET /v1/document-digitization/requests": slow}
+    ) as api:
+        http = transport(api, retries=Retries(attempts=2), timeouts=Timeouts(request=0.2))
+        try:
+            with pytest.raises(APIConnectionError) as dropped:
+                await http.get_request("r1")
+            assert maybe_delivered(dropped.value)
+            with pytest.raises(APITimeoutError, match=r"no answer within 0.2 s"):
+                await http.list_requests()
+        finally:
+            await http.aclose()
+    # Nothing listens there any more: refused before anything was sent.
+    http = transport(api, retries=Retries(attempts=1))
+    try:
+        with pytest.raises(APIConnectionError) as refused:
+            await http.list_requests()
+    finally:
+        await http.aclose()
+    assert not maybe_delivered(refused.value)
+    assert TEST_KEY not in str(refused.value)
+
+
+async def test_signed_query_and_key_never_in_errors(retry_testing: None) -> None:
+    """Errors name URLs without their query; a key echoed by the server is masked."""
+
+    async def echo(request: web.Request) -> web.Response:
+        return json_response({"message": f"bad key {request.headers['Authorization']}"}, 401)
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(body=f"failed for {request.url}".encode(), status=500)
+
+    async with (
+        serve({"GET /v1/document-digitization/requests": echo}) as api,
+        serve({"GET /r.json": broken}) as storage,
+    ):
+        http = transport(api, retries=Retries(attempts=2))
+        try:
+            with pytest.raises(AuthenticationError) as auth:
+                await http.list_requests()
+            with pytest.raises(InternalServerError) as download:
+                await http.download(f"{storage}/r.json?X-Signature=SECRETSIG&Expires=9", bytes)
+        finally:
+            await http.aclose()
+    assert TEST_KEY not in str(auth.value)
+    assert TEST_KEY not in repr(auth.value.body)
+    assert "***" in auth.value.message
+    assert "SECRETSIG" not in str(download.value)
+    assert "SECRETSIG" not in download.value.message
+    assert download.value.url == f"{storage}/r.json"
+    assert TEST_KEY not in repr(http)
+    assert safe_url("https://s.example/a?sig=1#x") == "https://s.example/a"
+
+
+async def test_truncated_download_is_retried(retry_testing: None) -> None:
+    """A body cut short (declared length not sent) is fetched again."""
+    calls = 0
+    payload = orjson.dumps({"pages": [{"id": 0, "text": "x" * 5000}]})
+
+    async def result(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            response.content_length = len(payload)
+            await response.prepare(request)
+            await response.write(payload[:100])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        return web.Response(body=payload, content_type="application/json")
+
+    async with serve({"GET /r.json": result}) as storage:
+        http = transport(storage)
+        try:
+            assert await http.download(f"{storage}/r.json", bytes) == payload
+        finally:
+            await http.aclose()
+    assert calls == 2
+
+
+@pytest.mark.parametrize("kind", ["path", "file", "bytes"])
+async def test_each_attempt_uploads_a_fresh_full_body(
+    kind: str, tmp_path: Path, retry_testing: None
+) -> None:
+    """A retried upload sends the whole document again; files are open only meanwhile."""
+    data = make_pdf(3)
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(data)
+    received: list[bytes] = []
+
+    async def sync(request: web.Request) -> web.Response:
+        form = await request.post()
+        document = form["document"]
+        assert isinstance(document, web.FileField)
+        assert document.filename == "doc.pdf"
+        assert document.content_type == "application/pdf"
+        assert form["model"] == "ocr"
+        received.append(document.file.read())
+        if len(received) == 1:
+            return json_response({"error": {"message": "try again"}}, 503)
+        return json_response({"ok": True})
+
+    handle = path.open("rb")
+    source: object = {"path": path, "file": handle, "bytes": data}[kind]
+    document = prepare(source, filename="doc.pdf")  # type: ignore[arg-type]
+    async with serve({"POST /v1/document-digitization": sync}) as api:
+        http = transport(api)
+        try:
+            assert await http.ocr_sync(document, model="ocr") == b'{"ok":true}'
+        finally:
+            await http.aclose()
+    assert received == [data, data]
+    assert not handle.closed  # a caller's file object is left open
+    handle.close()
+    assert str(path.resolve()) not in open_files()
+
+
+async def test_one_concurrency_limit_for_api_requests() -> None:
+    """No more API requests in flight than `Limits.max_concurrency`."""
+    in_flight = peak = 0
+
+    async def status(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.03)
+        in_flight -= 1
+        return json_response({"id": request.match_info["request_id"], "status": "started"})
+
+    async with serve({f"GET {STATUS_PATH}": status}) as api:
+        http = transport(api, limits=Limits(max_concurrency=2))
+        try:
+            await asyncio.gather(*(http.get_request(f"r{i}") for i in range(8)))
+        finally:
+            await http.aclose()
+    assert peak == 2
+
+
+async def test_sessions_and_keys() -> None:
+    """A borrowed session stays open and must not carry credentials; no key, clear error."""
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer x"}) as leaky:
+        with pytest.raises(ConfigurationError, match="storage host"):
+            transport("http://127.0.0.1:9", session=leaky)
+    async with aiohttp.ClientSession() as borrowed:
+        http = transport("http://127.0.0.1:9", session=borrowed)
+        await http.aclose()
+        assert not borrowed.closed
+    keyless = Transport(api_key=None, base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(MissingAPIKeyError, match="UPSTAGE_API_KEY"):
+        await keyless.list_requests()
+    await keyless.aclose()
+    with pytest.raises(ConfigurationError, match="absolute"):
+        Transport(api_key="k", base_url="api.upstage.ai/v1")
