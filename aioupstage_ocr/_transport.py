@@ -434,8 +434,11 @@ class Transport:
         url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
         headers = self._auth_headers()
         timeout = self.timeouts.sync_ocr if kind == "sync_ocr" else self.timeouts.request
+        # The page budget (PPM) is waited out before taking a concurrency slot, so
+        # a large document waiting for its pages never holds up polls.
+        await self.pacer.acquire_pages(pages)
         async with self._api_limiter:
-            started = await self.pacer.acquire(pages=pages)
+            started = await self.pacer.acquire()
             body: bytes | io.IOBase | None = None
             try:
                 data: aiohttp.FormData | None = None
