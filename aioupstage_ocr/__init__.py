@@ -10,6 +10,7 @@ async with AsyncUpstageOCR() as client:  # key from UPSTAGE_API_KEY
 
 from __future__ import annotations
 
+from ._bulk import BulkEvent, BulkItem, BulkRun, BulkStats, Resume, Submission
 from ._client import AsyncUpstageOCR
 from ._config import (
     DocumentLimits,
@@ -82,6 +83,10 @@ __all__ = [
     "BatchFailedError",
     "BatchStatus",
     "BoundingBox",
+    "BulkEvent",
+    "BulkItem",
+    "BulkRun",
+    "BulkStats",
     "ConfigurationError",
     "DocumentError",
     "DocumentLimits",
@@ -106,8 +111,10 @@ __all__ = [
     "RequestSummary",
     "RequestTooLargeError",
     "ResponseValidationError",
+    "Resume",
     "Retries",
     "Status",
+    "Submission",
     "Timeouts",
     "TooManyPagesError",
     "TooManyPixelsError",

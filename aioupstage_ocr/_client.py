@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -26,6 +27,7 @@ from typing import Literal
 import aiohttp
 import anyio
 
+from ._bulk import BulkEvent, BulkRun, Resume, SubmitHook, close_runs
 from ._config import (
     DEFAULT_DOCUMENT_LIMITS,
     DEFAULT_LIMITS,
@@ -149,7 +151,11 @@ class AsyncUpstageOCR:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP session (a session given to the client stays open)."""
+        """Stop any bulk run still going, then close the HTTP session.
+
+        A session given to the client stays open.
+        """
+        await close_runs(self)
         await self._transport.aclose()
 
     # ------------------------------------------------------------------ public API
@@ -202,6 +208,42 @@ class AsyncUpstageOCR:
         """
         prepared = await self._prepare(document, filename=filename, mode="async")
         return await self._submit_prepared(prepared, schema=schema)
+
+    def ocr_many(
+        self,
+        documents: Iterable[Document | Resume] | AsyncIterable[Document | Resume],
+        *,
+        mode: Mode = "auto",
+        ordered: bool = False,
+        schema: str | None = None,
+        max_pending: int | None = None,
+        on_event: Callable[[BulkEvent], None] | None = None,
+        before_submit: SubmitHook | None = None,
+        after_submit: SubmitHook | None = None,
+    ) -> BulkRun:
+        """OCR many documents at once; an async iterator of `BulkItem` as each finishes.
+
+        ```python
+        async for item in client.ocr_many(paths):
+            print(item.source, item.result or item.error)
+        ```
+
+        One bad document never stops the others: each item carries a `result`
+        or an `error`. A failure that would hit every document alike (a refused
+        key, no credit) ends the run early with that one error. See `BulkRun`
+        for the stages, the hooks and `open_requests`.
+        """
+        return BulkRun(
+            self,
+            documents,
+            mode=mode,
+            ordered=ordered,
+            schema=schema,
+            max_pending=max_pending,
+            on_event=on_event,
+            before_submit=before_submit,
+            after_submit=after_submit,
+        )
 
     async def get_request(self, request_id: str) -> RequestStatus:
         """One status of an async request (batches, pages done, links)."""
