@@ -157,17 +157,23 @@ class AdaptiveRate:
     limit bounds that first burst.
     """
 
-    # Algorithm: AIMD (additive increase, multiplicative decrease), as in TCP
-    # congestion control. A 429 from a request that started after the last cut
-    # sets the rate to `decrease` x the pace at that moment (the send rate
-    # measured over the last `window` seconds, or the current limit if lower);
-    # 429s from requests already in flight at the cut are ignored, so one burst
-    # of 429s is one cut. Each later success adds `increase * peak / rate`: at
-    # full use the rate climbs `increase * peak` per second, regaining the old
-    # peak in (1 - decrease) / increase seconds (10 s with the defaults).
+    # Algorithm: AIMD (additive increase, multiplicative decrease) with a
+    # remembered ceiling, after TCP CUBIC's W_max. A 429 from a request that
+    # started after the last cut marks the `ceiling`: the pace the service
+    # accepted over the last `window` seconds (successes per second; the send
+    # rate if none succeeded), or the current limit if lower. The rate drops to
+    # `decrease` x ceiling. 429s from requests already in flight at the cut are
+    # ignored, so one burst of 429s is one cut. Each later success adds
+    # `slope / rate`, so at full use the rate climbs `slope` per second: below
+    # the ceiling slope = `increase` x ceiling (regaining it in
+    # (1 - decrease) / increase seconds, 10 s with the defaults: a 429, and the
+    # whole-client pause of its Retry-After, comes rarely); above it,
+    # slope = `probe` x rate, to find a limit that was raised.
 
     __slots__ = (
+        "_accepted",
         "_bucket",
+        "_ceiling",
         "_clock",
         "_cut_at",
         "_cuts",
@@ -175,9 +181,9 @@ class AdaptiveRate:
         "_increase",
         "_max_rate",
         "_min_rate",
+        "_probe",
         "_rate",
         "_sleep",
-        "_slope",
         "_starts",
         "_window",
     )
@@ -185,8 +191,9 @@ class AdaptiveRate:
     def __init__(
         self,
         *,
-        decrease: float = 0.5,
-        increase: float = 0.05,
+        decrease: float = 0.9,
+        increase: float = 0.01,
+        probe: float = 0.05,
         min_rate: float = 0.1,
         max_rate: float | None = None,
         window: float = 2.0,
@@ -196,23 +203,26 @@ class AdaptiveRate:
         if not 0 < decrease < 1:
             raise ValueError(f"decrease must be in (0, 1), got {decrease!r}")
         _check_rate("increase", increase)
+        _check_rate("probe", probe)
         _check_rate("min_rate", min_rate)
         _check_rate("window", window)
         if max_rate is not None and max_rate < min_rate:
             raise ValueError(f"max_rate {max_rate!r} is below min_rate {min_rate!r}")
         self._decrease = decrease
         self._increase = increase
+        self._probe = probe
         self._min_rate = min_rate
         self._max_rate = max_rate
         self._window = window
         self._clock = clock
         self._sleep = sleep
         self._rate: float | None = None
-        self._slope = 0.0  # rps gained per second at full use
+        self._ceiling = math.inf
         self._bucket: TokenBucket | None = None
         self._cut_at = -math.inf
         self._cuts = 0
-        self._starts: deque[float] = deque(maxlen=256)
+        self._starts: deque[float] = deque(maxlen=512)
+        self._accepted: deque[float] = deque(maxlen=512)
 
     def __repr__(self) -> str:
         return f"AdaptiveRate(current_rate={self._rate!r}, cuts={self._cuts})"
@@ -221,6 +231,11 @@ class AdaptiveRate:
     def current_rate(self) -> float | None:
         """Requests per second allowed now; None before the first 429 (unlimited)."""
         return self._rate
+
+    @property
+    def ceiling(self) -> float | None:
+        """The pace the service accepted when it last said 429 (None before any)."""
+        return None if math.isinf(self._ceiling) else self._ceiling
 
     @property
     def cuts(self) -> int:
@@ -238,13 +253,19 @@ class AdaptiveRate:
 
     def measured_rate(self, now: float) -> float:
         """Requests per second started over the last `window` seconds (0 when none)."""
-        starts = self._starts
+        return self._rate_of(self._starts, now)
+
+    def accepted_rate(self, now: float) -> float:
+        """Successes per second over the last `window` seconds (0 when none)."""
+        return self._rate_of(self._accepted, now)
+
+    def _rate_of(self, times: deque[float], now: float) -> float:
         horizon = now - self._window
-        while starts and starts[0] < horizon:
-            starts.popleft()
-        if not starts:
+        while times and times[0] < horizon:
+            times.popleft()
+        if not times:
             return 0.0
-        return len(starts) / max(now - starts[0], self._window / 20)
+        return len(times) / max(now - times[0], self._window / 20)
 
     async def acquire(self) -> None:
         """Wait for a slot at the current rate (at once while unlimited)."""
@@ -253,10 +274,15 @@ class AdaptiveRate:
 
     def on_success(self, started: float) -> None:
         """A request started at `started` succeeded: grow the rate a little."""
+        self._accepted.append(self._clock())
         rate = self._rate
         if rate is None or started < self._cut_at:
             return
-        rate += self._slope / rate
+        below = rate < self._ceiling
+        slope = self._increase * self._ceiling if below else self._probe * rate
+        rate += slope / rate
+        if below:
+            rate = min(rate, self._ceiling)  # reach the ceiling, then probe past it
         if self._max_rate is not None:
             rate = min(rate, self._max_rate)
         self._set(rate)
@@ -266,14 +292,11 @@ class AdaptiveRate:
         if started < self._cut_at:
             return False  # sent before the last cut: that cut already answered it
         now = self._clock()
-        measured = self.measured_rate(now)
-        if self._rate is None:
-            peak = measured if measured > 0 else 1 / self._window
-        else:
-            peak = min(self._rate, measured) if measured > 0 else self._rate
-        peak = max(peak, self._min_rate)
-        self._slope = self._increase * peak
-        self._set(max(self._min_rate, peak * self._decrease))
+        ceiling = self.accepted_rate(now) or self.measured_rate(now) or 1 / self._window
+        if self._rate is not None:
+            ceiling = min(ceiling, self._rate)
+        self._ceiling = max(ceiling, self._min_rate)
+        self._set(max(self._min_rate, self._ceiling * self._decrease))
         self._cut_at = now
         self._cuts += 1
         return True

@@ -148,29 +148,44 @@ async def test_bucket_rejects_bad_numbers(rate: float, capacity: float, cost: fl
         await TokenBucket(rate, capacity).acquire(cost)
 
 
+def _traffic(aimd: AdaptiveRate, clock: FakeClock, *, sent: int, accepted: int) -> None:
+    """`sent` starts and `accepted` successes spread evenly over the first second."""
+    for i in range(sent):
+        clock.now = i / sent
+        aimd.note_start(clock.now)
+    for i in range(accepted):
+        clock.now = i / accepted
+        aimd.on_success(started=clock.now)
+    clock.now = 1.0
+
+
 def test_aimd_unlimited_until_first_429() -> None:
-    """No limit before a 429; the first 429 cuts to half the measured pace."""
+    """No limit before a 429; the first 429 sets the pace to 0.9 x what was accepted."""
     clock = FakeClock()
     aimd = AdaptiveRate(clock=clock)
-    assert [aimd.current_rate, aimd.bucket] == [None, None]
-    for i in range(20):  # 20 requests over one second
-        clock.now = i * 0.05
-        aimd.note_start(clock.now)
-    clock.now = 1.0
+    assert [aimd.current_rate, aimd.bucket, aimd.ceiling] == [None, None, None]
+    _traffic(aimd, clock, sent=20, accepted=10)  # the service took 10 of 20 per second
     assert aimd.on_throttled(started=0.95)
-    assert aimd.current_rate == pytest.approx(10.0)
+    assert aimd.ceiling == pytest.approx(10.0)
+    assert aimd.current_rate == pytest.approx(9.0)
     assert aimd.bucket is not None
-    assert aimd.bucket.rate == pytest.approx(10.0)
+    assert aimd.bucket.rate == pytest.approx(9.0)
+
+
+def test_aimd_ceiling_falls_back_to_the_send_rate() -> None:
+    """With no success in the window, the send rate marks the ceiling."""
+    clock = FakeClock()
+    aimd = AdaptiveRate(clock=clock)
+    _traffic(aimd, clock, sent=20, accepted=0)
+    assert aimd.on_throttled(started=0.95)
+    assert aimd.ceiling == pytest.approx(20.0)
 
 
 def test_aimd_cuts_once_per_window() -> None:
     """429s from requests started before the last cut are ignored; a later one cuts again."""
     clock = FakeClock()
     aimd = AdaptiveRate(clock=clock)
-    for i in range(20):
-        clock.now = i * 0.05
-        aimd.note_start(clock.now)
-    clock.now = 1.0
+    _traffic(aimd, clock, sent=20, accepted=10)
     assert aimd.on_throttled(started=0.9)
     first = aimd.current_rate
     for started in (0.2, 0.5, 0.95, 0.99):  # in flight when the cut happened
@@ -187,50 +202,44 @@ def test_aimd_cuts_once_per_window() -> None:
     assert aimd.current_rate < first
 
 
-def test_aimd_grows_on_success_and_is_floored() -> None:
-    """Successes regain the old peak gradually; repeated cuts stop at min_rate."""
-    clock = FakeClock()
-    aimd = AdaptiveRate(clock=clock, max_rate=15.0)
-    for i in range(20):
-        clock.now = i * 0.05
-        aimd.note_start(clock.now)
-    clock.now = 1.0
-    aimd.on_throttled(started=1.0)
-    assert aimd.current_rate == pytest.approx(10.0)
-    aimd.on_success(started=0.5)  # sent before the cut: no credit
-    assert aimd.current_rate == pytest.approx(10.0)
-    rates: list[float] = []
-    for _ in range(50):
-        aimd.on_success(started=1.5)
-        rates.append(aimd.current_rate or 0.0)
-    assert rates == sorted(rates)
-    assert rates[0] > 10.0
-    for _ in range(500):
-        aimd.on_success(started=1.5)
-    assert aimd.current_rate == 15.0  # capped at max_rate
-    for t in range(3, 40):
-        clock.now = float(t)
-        aimd.on_throttled(started=clock.now)
-    assert aimd.current_rate == pytest.approx(0.1)
-
-
-def test_aimd_growth_is_additive() -> None:
-    """At full use, regaining the old peak after a halving takes about 10 s of successes."""
+def test_aimd_regains_the_ceiling_in_about_10_s_then_probes() -> None:
+    """At full use the rate climbs back to the ceiling in ~10 s, then probes past it."""
     clock = FakeClock()
     aimd = AdaptiveRate(clock=clock)
-    for i in range(20):
-        clock.now = i * 0.05
-        aimd.note_start(clock.now)
-    clock.now = 1.0
+    _traffic(aimd, clock, sent=20, accepted=20)
     aimd.on_throttled(started=1.0)
-    successes = 0
+    assert aimd.current_rate == pytest.approx(18.0)
+    aimd.on_success(started=0.5)  # sent before the cut: no credit
+    assert aimd.current_rate == pytest.approx(18.0)
     elapsed = 0.0
+    rates: list[float] = []
     while (rate := aimd.current_rate) is not None and rate < 20.0:
         elapsed += 1 / rate  # one success per slot at the current rate
         aimd.on_success(started=1.0)
-        successes += 1
+        rates.append(aimd.current_rate or 0.0)
+    assert rates == sorted(rates)
     assert 9.0 < elapsed < 11.0
-    assert 140 < successes < 160
+    assert aimd.current_rate == pytest.approx(20.0)  # stops at the ceiling first...
+    probe_time = 0.0
+    while (rate := aimd.current_rate) is not None and rate < 21.0:
+        probe_time += 1 / rate
+        aimd.on_success(started=1.0)
+    assert probe_time < 2.0  # ... then climbs past it ~5 % per second
+
+
+def test_aimd_capped_and_floored() -> None:
+    """Growth stops at max_rate; repeated cuts stop at min_rate."""
+    clock = FakeClock()
+    aimd = AdaptiveRate(clock=clock, max_rate=15.0)
+    _traffic(aimd, clock, sent=20, accepted=10)
+    aimd.on_throttled(started=1.0)
+    for _ in range(2000):
+        aimd.on_success(started=1.5)
+    assert aimd.current_rate == 15.0
+    for t in range(3, 80):
+        clock.now = float(t) * 10  # past the window: nothing accepted lately
+        aimd.on_throttled(started=clock.now)
+    assert aimd.current_rate == pytest.approx(0.1)
 
 
 async def test_pacer_no_limit_never_sleeps() -> None:
@@ -257,7 +266,7 @@ async def test_pacer_adaptive_paces_after_a_429() -> None:
     pacer.on_throttled(started, None)
     rate = pacer.current_rate
     assert rate is not None
-    assert rate == pytest.approx(5.0, rel=0.2)
+    assert rate == pytest.approx(9.0, rel=0.2)  # 0.9 x the ~10/s sent, none accepted
     before = clock.now
     for _ in range(11):
         await pacer.acquire()
