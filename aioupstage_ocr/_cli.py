@@ -1,28 +1,194 @@
-"""The `aioupstage-ocr` command line."""
+"""The `aioupstage-ocr` command line.
+
+```
+aioupstage-ocr ocr INPUT... [-o DIR] [--mode auto|sync|async] [--concurrency N]
+                   [--rps R] [--ppm P] [--report FILE] [--no-resume]
+                   [--base-url URL] [--emulator] [--quiet]
+aioupstage-ocr status REQUEST_ID          one status, as JSON
+aioupstage-ocr fetch REQUEST_ID [-o FILE] wait, download, merge; JSON out
+aioupstage-ocr requests                   the service's list of past requests, as JSON
+aioupstage-ocr emulator [options]         the bundled emulator, until interrupted
+aioupstage-ocr demo [-o DIR]              the whole pipeline on the emulator
+```
+
+Results and output paths go to stdout; progress, errors and summaries to
+stderr. Exit codes: 0 all ok, 1 a document or request failed, 2 a usage or
+configuration error (bad option, no API key), 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import orjson
 
 from . import __version__
+from ._client import AsyncUpstageOCR
+from ._config import API_KEY_ENV, resolve_api_key
+from ._exceptions import ConfigurationError, UpstageOCRError
+from ._progress import fetch_progress
 from .testing import _cli as emulator_cli
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+PROG = "aioupstage-ocr"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _add_base_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the API's base URL (default: $UPSTAGE_BASE_URL, else https://api.upstage.ai/v1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
-        prog="aioupstage-ocr",
+        prog=PROG,
         description="OCR documents with the Upstage OCR API, one or thousands at a time.",
+        epilog="exit codes: 0 all ok, 1 something failed, 2 usage error, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    ocr = commands.add_parser(
+        "ocr",
+        help="OCR files, folders, or paths read from stdin",
+        description=(
+            "OCR every input; write DIR/<path under the inputs' common folder>.ocr.json "
+            "(the merged result in the sync shape) and print each output's absolute path. "
+            "Running the same command again resumes: finished outputs are kept, open "
+            "requests are fetched, nothing is submitted twice."
+        ),
+    )
+    ocr.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="a file, a folder (recursed, supported extensions only), or - for paths on stdin",
+    )
+    ocr.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="DIR",
+        help="where outputs and the resume journal go (default: the system temp folder)",
+    )
+    ocr.add_argument(
+        "--mode",
+        choices=("auto", "sync", "async"),
+        default="auto",
+        help="endpoint: auto (sync up to 100 pages, async above), sync or async (default auto)",
+    )
+    ocr.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="HTTP requests in flight at once (default 16)",
+    )
+    ocr.add_argument(
+        "--rps",
+        type=_positive_float,
+        metavar="R",
+        help="the account's requests per second (default: found from 429s)",
+    )
+    ocr.add_argument(
+        "--ppm", type=_positive_float, metavar="P", help="the account's pages per minute"
+    )
+    ocr.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write one JSON line per input: input, status, output, pages, mode, request_id, error",
+    )
+    ocr.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start fresh: forget the journal of past runs in DIR",
+    )
+    _add_base_url(ocr)
+    ocr.add_argument(
+        "--emulator",
+        action="store_true",
+        help="run against the bundled emulator, in-process (no key, no network)",
+    )
+    ocr.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress: only failures and a one-line summary on stderr",
+    )
+    ocr.set_defaults(handler=_cmd_ocr)
+
+    status = commands.add_parser("status", help="one status of an async request, as JSON")
+    status.add_argument("request_id", metavar="REQUEST_ID")
+    _add_base_url(status)
+    status.set_defaults(handler=_cmd_status)
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="wait for an async request, download and merge it; JSON out",
+        description="Wait for REQUEST_ID, download every batch, merge them. Without -o the "
+        "result goes to stdout; with -o it is written atomically and its path printed.",
+    )
+    fetch.add_argument("request_id", metavar="REQUEST_ID")
+    fetch.add_argument("-o", "--output", metavar="FILE", help="write the result here")
+    _add_base_url(fetch)
+    fetch.set_defaults(handler=_cmd_fetch)
+
+    requests = commands.add_parser("requests", help="the service's list of past requests")
+    _add_base_url(requests)
+    requests.set_defaults(handler=_cmd_requests)
+
     emulator = commands.add_parser(
         "emulator", help="run the bundled emulator of the service until interrupted"
     )
     emulator_cli.add_arguments(emulator)
     emulator.set_defaults(handler=emulator_cli.run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole pipeline on the bundled emulator, with sample documents",
+        description="Make a few documents (images, PDFs, one over 100 pages, one bad "
+        "file) in a temp folder, OCR them on the in-process emulator with a little "
+        "latency and a few faults, and show where the outputs are.",
+    )
+    demo.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="DIR",
+        help="where to make the demo (default: a new temp folder)",
+    )
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 
@@ -30,10 +196,134 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.error(f"unknown command {args.command!r}")
-    return int(handler(args))
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return EXIT_FAILED
+
+
+def error(message: str) -> None:
+    """One line on stderr, prefixed with the program's name."""
+    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.flush()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+# --------------------------------------------------------------------------- ocr, demo
+
+
+def _cmd_ocr(args: argparse.Namespace) -> int:
+    from ._run import OcrOptions, run_command  # noqa: PLC0415 - the pipeline loads when used
+
+    if args.emulator and args.base_url:
+        error("--emulator and --base-url exclude each other")
+        return EXIT_USAGE
+    options = OcrOptions(
+        inputs=tuple(args.inputs),
+        output_dir=args.output_dir,
+        mode=args.mode,
+        concurrency=args.concurrency,
+        rps=args.rps,
+        ppm=args.ppm,
+        report=args.report,
+        resume=not args.no_resume,
+        base_url=args.base_url,
+        emulator=args.emulator,
+        quiet=args.quiet,
+    )
+    return run_command(options)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo  # noqa: PLC0415 - the pipeline loads when used
+
+    return run_demo(args.output_dir)
+
+
+# --------------------------------------------------------------------------- the requests by hand
+
+
+def _write_json(data: object) -> None:
+    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.flush()
+
+
+def _run_client(
+    args: argparse.Namespace, work: Callable[[AsyncUpstageOCR], Coroutine[Any, Any, int]]
+) -> int:
+    if resolve_api_key(None) is None:
+        error(
+            f"no API key: set the {API_KEY_ENV} environment variable "
+            "(against the emulator any value works)"
+        )
+        return EXIT_USAGE
+
+    async def go() -> int:
+        async with AsyncUpstageOCR(base_url=args.base_url) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(go())
+    except ConfigurationError as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    except UpstageOCRError as exc:
+        error(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    except OSError as exc:
+        error(str(exc))
+        return EXIT_FAILED
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    async def work(client: AsyncUpstageOCR) -> int:
+        status = await client.get_request(args.request_id)
+        _write_json(status.raw)
+        return EXIT_OK
+
+    return _run_client(args, work)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    async def work(client: AsyncUpstageOCR) -> int:
+        with fetch_progress(args.request_id) as on_progress:
+            result = await client.wait(args.request_id, on_progress=on_progress)
+        if args.output:
+            path = await asyncio.to_thread(result.save, args.output)
+            sys.stdout.write(f"{path}\n")
+            sys.stdout.flush()
+        else:
+            sys.stdout.buffer.write(result.to_json() + b"\n")
+            sys.stdout.flush()
+        return EXIT_OK
+
+    return _run_client(args, work)
+
+
+def _cmd_requests(args: argparse.Namespace) -> int:
+    async def work(client: AsyncUpstageOCR) -> int:
+        summaries = await client.list_requests()
+        _write_json({"requests": [summary.raw for summary in summaries]})
+        return EXIT_OK
+
+    return _run_client(args, work)
 
 
 if __name__ == "__main__":

@@ -241,6 +241,18 @@ class Journal:
         where = "WHERE path = ? AND size = ? AND mtime_ns = ?"
         return await self._call(lambda conn: _one(conn, where, (key, size, mtime_ns)))
 
+    async def request_ids(self, since: float = 0.0) -> set[str]:
+        """Every request id on a row changed at or after `since` (epoch seconds)."""
+
+        def query(conn: sqlite3.Connection) -> set[str]:
+            rows = conn.execute(
+                "SELECT request_id FROM inputs WHERE request_id IS NOT NULL AND updated_at >= ?",
+                (since,),
+            )
+            return {str(row[0]) for row in rows}
+
+        return await self._call(query)
+
     async def find_by_hash(self, sha256: str) -> Entry | None:
         """A row with this content that is done, else submitted, else submitting; or None."""
         where = (

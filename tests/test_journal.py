@@ -375,3 +375,12 @@ async def test_submitting_survives_a_killed_process(jpath: Path, tmp_path: Path,
     recorded = {int(entry.path.stem) for entry in open_}
     assert set(announced) <= recorded
     assert all(entry.state is State.SUBMITTING and entry.request_id is None for entry in open_)
+
+
+async def test_request_ids_since(tmp_path: Path) -> None:
+    """request_ids lists the ids on rows changed since a moment, and only those."""
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        await journal.record_submitting("/a.pdf", "a" * 64, "async", size=1, mtime_ns=1)
+        await journal.record_submitted("/a.pdf", "req-a")
+        assert await journal.request_ids() == {"req-a"}
+        assert await journal.request_ids(time.time() + 60) == set()
