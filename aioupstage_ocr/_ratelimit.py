@@ -336,8 +336,9 @@ class Pacer:
     pacer.on_throttled(started, exc.retry_after)
     ```
 
-    The RPS limit is a `TokenBucket` at `rps` (no burst: requests go 1/rps
-    apart), else an `AdaptiveRate` when `adaptive`, else none. PPM is a
+    The RPS limit is a `TokenBucket` at `rps` holding a tenth of a second of
+    requests (at least one), so a sender that is a moment late does not lose
+    its slot for good, else an `AdaptiveRate` when `adaptive`, else none. PPM is a
     `TokenBucket` at ppm/60 pages per second holding one second of pages. A
     `Retry-After` holds every sender until it has passed (capped at
     `max_pause`). With no limit at all, `acquire` is a clock read and a compare.
@@ -371,7 +372,11 @@ class Pacer:
     ) -> None:
         self._clock = clock
         self._sleep = sleep
-        self._rps = TokenBucket(rps, 1.0, clock=clock, sleep=sleep) if rps is not None else None
+        self._rps = (
+            TokenBucket(rps, max(1.0, rps / 10), clock=clock, sleep=sleep)
+            if rps is not None
+            else None
+        )
         self._adaptive = (
             AdaptiveRate(clock=clock, sleep=sleep) if adaptive and rps is None else None
         )

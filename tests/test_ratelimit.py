@@ -360,3 +360,18 @@ async def test_pacer_acquire_pages_alone() -> None:
 async def test_loop_time_is_anyio_time() -> None:
     """The default clock reads the same clock as anyio.current_time()."""
     assert loop_time() == pytest.approx(anyio.current_time(), abs=0.01)
+
+
+async def test_pacer_rps_bucket_absorbs_a_late_sender() -> None:
+    """A sender late by less than a tenth of a second keeps its slots: no lost throughput."""
+    clock = FakeClock()
+    pacer = Pacer(rps=40.0, clock=clock, sleep=clock.sleep)
+    for _ in range(4):  # the bucket starts full: 4 = 40 rps x 0.1 s
+        await pacer.acquire()
+    assert clock.sleeps == []
+    clock.now += 0.075  # a late sender: 3 slots went by
+    for _ in range(3):
+        await pacer.acquire()
+    assert clock.sleeps == []  # all three still there
+    await pacer.acquire()
+    assert clock.sleeps == [pytest.approx(0.025)]
