@@ -66,6 +66,10 @@ _SUFFIXES: dict[Format, tuple[str, ...]] = {
 _ACCEPTED = ", ".join(f.name for f in Format)
 
 
+#: Files up to this size are read whole for their upload; larger ones stream from disk.
+SMALL_UPLOAD = 256 * 1024
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class PreparedDocument:
     """A document that passed preflight, ready to upload.
@@ -100,9 +104,12 @@ class PreparedDocument:
     def open(self) -> bytes | io.IOBase:
         """The upload body for one attempt (blocking: call it from a worker thread).
 
-        A path is opened afresh (the caller closes it when the attempt ends); a
-        file object is rewound and wrapped so the upload cannot close it; bytes
-        are returned as they are.
+        A path is opened afresh (the caller closes it when the attempt ends);
+        one of at most `SMALL_UPLOAD` bytes is read whole here instead, in this
+        thread, so its upload costs the event loop one write and no file reads
+        (memory stays bounded by the uploads in flight). A file object is
+        rewound and wrapped so the upload cannot close it; bytes are returned
+        as they are.
         """
         if isinstance(self.source, bytes):
             return self.source
@@ -118,6 +125,9 @@ class PreparedDocument:
                     self.name,
                     f"the file changed since it was checked ({self.size} -> {size} bytes)",
                 )
+            if size <= SMALL_UPLOAD:
+                with handle:
+                    return handle.read()
             return handle
         self.source.seek(0)
         if _has_fileno(self.source):

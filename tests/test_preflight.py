@@ -20,7 +20,7 @@ from aioupstage_ocr import (
     UnreadableDocumentError,
     UnsupportedFormatError,
 )
-from aioupstage_ocr._preflight import CHUNK_BYTES, choose_route, prepare
+from aioupstage_ocr._preflight import CHUNK_BYTES, SMALL_UPLOAD, choose_route, prepare
 from aioupstage_ocr.testing._documents import make_image, make_pdf, make_tiff
 
 SMALL = DocumentLimits(sync_max_pages=2, async_max_pages=5)
@@ -41,7 +41,15 @@ def test_path_pdf(tmp_path: Path) -> None:
     assert doc.content_type == "application/pdf"
     assert doc.source == path
     assert doc.name == str(path)
-    body = doc.open()
+    assert doc.open() == data  # a small file is read whole for its upload
+
+
+def test_large_path_streams_from_disk(tmp_path: Path) -> None:
+    """A file over SMALL_UPLOAD is opened for its upload, never read whole."""
+    data = make_image("png") + b"\0" * (SMALL_UPLOAD + 1)
+    path = tmp_path / "big.png"
+    path.write_bytes(data)
+    body = prepare(path).open()
     assert isinstance(body, io.BufferedReader)
     with body:
         assert body.read() == data
