@@ -251,12 +251,17 @@ def parse_result(
     (a file name, a request id and batch) prefixes error messages.
     Raises `ResponseValidationError` naming what is missing and where.
     """
-    with _gc_paused():
+    small = isinstance(body, bytes | bytearray | memoryview | str) and len(body) < _GC_PAUSE_BYTES
+    with contextlib.nullcontext() if small else _gc_paused():
         data = _decode(body, source, "result")
         try:
             return _parse_result(data)
         except _Invalid as exc:
             raise ResponseValidationError(_message(source, exc), body=data) from None
+
+
+#: Bodies from this size up are parsed with the garbage collector held off.
+_GC_PAUSE_BYTES = 256 * 1024
 
 
 @contextlib.contextmanager
