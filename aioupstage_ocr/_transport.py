@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import io
 import logging
@@ -202,6 +203,10 @@ class Transport:
         self._closed = False
         # Algorithm: semaphore ("at most N at once") for each kind of traffic.
         self._api_limiter = anyio.CapacityLimiter(limits.max_concurrency)
+        # Uploads take at most all but one of those slots: a burst of uploads
+        # (seconds each, on a busy service) never leaves status fetches queued
+        # behind it, so a finished request is seen while the rest still upload.
+        self._upload_limiter = anyio.CapacityLimiter(max(1, limits.max_concurrency - 1))
         self._download_limiter = anyio.CapacityLimiter(limits.max_downloads)
         self._clock_offset: float | None = None  # server clock minus ours, from `Date`
 
@@ -437,7 +442,8 @@ class Transport:
         # The page budget (PPM) is waited out before taking a concurrency slot, so
         # a large document waiting for its pages never holds up polls.
         await self.pacer.acquire_pages(pages)
-        async with self._api_limiter:
+        uploads = self._upload_limiter if document is not None else contextlib.nullcontext()
+        async with uploads, self._api_limiter:
             started = await self.pacer.acquire()
             body: bytes | io.IOBase | None = None
             try:

@@ -414,6 +414,35 @@ async def test_one_concurrency_limit_for_api_requests() -> None:
     assert peak == 2
 
 
+async def test_status_fetches_never_queue_behind_uploads() -> None:
+    """Uploads leave a slot free: a status fetch goes out while uploads fill the rest."""
+    answered: list[str] = []
+
+    async def sync(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(0.3)
+        answered.append("upload")
+        return json_response({"api": "2.0", "model": "ocr", "pages": [{"id": 0, "text": ""}]})
+
+    async def status(request: web.Request) -> web.Response:
+        answered.append("status")
+        return json_response({"id": request.match_info["request_id"], "status": "started"})
+
+    routes = {"POST /v1/document-digitization": sync, f"GET {STATUS_PATH}": status}
+    async with serve(routes) as api:
+        http = transport(api, limits=Limits(max_concurrency=2))
+        document = prepare(make_pdf(1), filename="a.pdf")
+        try:
+            uploads = [asyncio.create_task(http.ocr_sync(document, model="ocr")) for _ in range(3)]
+            await asyncio.sleep(0.05)  # the uploads have taken what they may
+            await http.get_request("r1")
+            assert answered == ["status"]  # answered before any upload finished
+            await asyncio.gather(*uploads)
+        finally:
+            await http.aclose()
+    assert answered.count("upload") == 3
+
+
 async def test_sessions_and_keys() -> None:
     """A borrowed session stays open and must not carry credentials; no key, clear error."""
     async with aiohttp.ClientSession(headers={"Authorization": "Bearer x"}) as leaky:
