@@ -22,6 +22,7 @@ every batch is in, `merge_batches` checks coverage and joins them.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
@@ -91,6 +92,7 @@ class _Batch:
 class _Tracked:
     request_id: str
     interval: float
+    order: int = 0  # when tracking began, for the queue estimate
     hooks: list[ProgressHook] = field(default_factory=list)
     waiters: int = 0
     generation: int = 0  # bumps on each (re)schedule; older heap entries are skipped
@@ -111,6 +113,13 @@ class _Tracked:
         return sum(
             b.end_page - b.start_page + 1 for b in self.batches.values() if b.state == "done"
         )
+
+
+#: Seconds of completions the pace estimate looks back over, and the least it needs.
+_PACE_WINDOW = 30.0
+_PACE_MIN_SPAN = 2.0
+#: The share of the estimate waited before the next poll: early rather than late.
+_ETA_SHARE = 0.6
 
 
 def _is_due(tracked: _Tracked, generation: int) -> bool:
@@ -145,6 +154,10 @@ class PollScheduler:
         self._heap: list[tuple[float, int, int, _Tracked]] = []
         self._counter = itertools.count()
         self._tracked: dict[str, _Tracked] = {}
+        self._order = itertools.count()
+        # (time, pages) each status showed completed since the last one: the pace
+        # at which the service gets through this scheduler's requests.
+        self._completions: collections.deque[tuple[float, int]] = collections.deque()
         self._wake: anyio.Event | None = None
         self._task_group: TaskGroup | None = None
         self._closed = False
@@ -212,7 +225,7 @@ class PollScheduler:
             raise RuntimeError("use the PollScheduler inside `async with`")
         tracked = self._tracked.get(request_id)
         if tracked is None:
-            tracked = _Tracked(request_id, interval=self._polling.initial)
+            tracked = _Tracked(request_id, interval=self._polling.initial, order=next(self._order))
             self._tracked[request_id] = tracked
             self._schedule(tracked, 0.0)
         if hook is not None:
@@ -227,8 +240,45 @@ class PollScheduler:
             self._wake.set()
 
     def _next_delay(self, tracked: _Tracked) -> float:
+        interval = tracked.interval
+        eta = self._eta(tracked)
+        if eta is not None:
+            interval = min(max(eta * _ETA_SHARE, self._polling.initial), self._polling.maximum)
         spread = self._polling.jitter
-        return tracked.interval * self._rng.uniform(1.0 - spread, 1.0 + spread)
+        return interval * self._rng.uniform(1.0 - spread, 1.0 + spread)
+
+    def _note_completed(self, tracked: _Tracked, status: RequestStatus) -> None:
+        previous = tracked.last.completed_pages if tracked.last is not None else 0
+        if status.completed_pages > previous:
+            self._completions.append((anyio.current_time(), status.completed_pages - previous))
+
+    def _eta(self, tracked: _Tracked) -> float | None:
+        """Seconds until `tracked` is likely done, from the service's recent pace; or None.
+
+        Algorithm: a FIFO queue model. The service is taken to work through
+        this scheduler's requests in the order they were tracked, at the rate
+        of pages it completed over the last `_PACE_WINDOW` seconds; a request
+        is due when the pages still open in it and in every request tracked
+        before it are done. Used in place of the blind backoff, and clamped to
+        `Polling.initial`..`Polling.maximum`: a wrong guess costs no more lag
+        than the backoff would.
+        """
+        now = anyio.current_time()
+        completions = self._completions
+        while completions and completions[0][0] < now - _PACE_WINDOW:
+            completions.popleft()
+        if len(completions) < 2:
+            return None
+        span = now - completions[0][0]
+        if span < _PACE_MIN_SPAN:
+            return None
+        pace = sum(pages for _, pages in completions) / span
+        ahead = 0
+        for other in self._tracked.values():
+            last = other.last
+            if other.order <= tracked.order and last is not None and last.total_pages:
+                ahead += max(0, last.total_pages - last.completed_pages)
+        return ahead / pace if ahead else None
 
     async def _run(self) -> None:
         assert self._task_group is not None
@@ -274,6 +324,7 @@ class PollScheduler:
 
     def _on_status(self, tracked: _Tracked, status: RequestStatus) -> None:
         tracked.status_seq += 1
+        self._note_completed(tracked, status)
         tracked.last = status
         failed = next((b for b in status.batches if b.is_failed), None)
         if failed is not None:

@@ -319,3 +319,32 @@ async def test_leaving_the_scheduler_stops_everything(
         polls = upstage_emulator.stats.polls[request_id]
         await anyio.sleep(0.2)
         assert upstage_emulator.stats.polls[request_id] == polls
+
+
+async def test_eta_from_the_service_pace_and_the_queue_ahead() -> None:
+    """A request is due when the pages open ahead of it and in it are done, at the seen pace."""
+    from aioupstage_ocr import RequestStatus
+    from aioupstage_ocr._poller import _Tracked
+
+    transport = Transport(api_key="k", base_url="http://127.0.0.1:9/v1")
+    scheduler = PollScheduler(transport, Polling(initial=1.0, maximum=15.0, jitter=0.0))
+    requests = []
+    for order, (total, done) in enumerate([(40, 20), (30, 0), (50, 0)]):
+        tracked = _Tracked(f"r{order}", interval=1.0, order=order)
+        tracked.last = RequestStatus(
+            id=tracked.request_id, status="started", total_pages=total, completed_pages=done
+        )
+        scheduler._tracked[tracked.request_id] = tracked
+        requests.append(tracked)
+    now = anyio.current_time()
+    assert scheduler._eta(requests[1]) is None  # no pace seen yet: the backoff decides
+    scheduler._completions.extend([(now - 10.0, 50), (now - 5.0, 50)])  # 100 pages in 10 s
+    assert scheduler._eta(requests[0]) == pytest.approx(2.0, rel=0.01)  # its own 20 pages
+    assert scheduler._eta(requests[1]) == pytest.approx(5.0, rel=0.01)  # 20 ahead + its 30
+    assert scheduler._eta(requests[2]) == pytest.approx(10.0, rel=0.01)  # 50 ahead + its 50
+    # The wait is a share of the estimate, never past Polling.maximum.
+    assert scheduler._next_delay(requests[2]) == pytest.approx(6.0, rel=0.01)
+    scheduler._completions.clear()
+    scheduler._completions.extend([(now - 10.0, 1), (now - 5.0, 1)])  # a crawl: 0.2 pages/s
+    assert scheduler._next_delay(requests[2]) == 15.0
+    await transport.aclose()
