@@ -192,8 +192,19 @@ async def test_identical_files_are_ocred_once(
     paths = [write(tmp_path, f"copy{n}.png", image) for n in range(4)]
     paths += [write(tmp_path, f"copy{n}.pdf", pdf) for n in range(3)]
     paths += [write(tmp_path, f"other{n}.png", unique_png(n)) for n in range(5)]
+    all_preflighted = asyncio.Event()
+    seen = 0
 
-    run = client.ocr_many(paths, ordered=True)
+    def watch(event: BulkEvent) -> None:
+        nonlocal seen
+        seen += event.kind == "preflighted"
+        if seen == len(paths):
+            all_preflighted.set()
+
+    async def hold(submission: Submission) -> None:
+        await all_preflighted.wait()  # every copy finds its first one still in flight
+
+    run = client.ocr_many(paths, ordered=True, on_event=watch, before_submit=hold)
     items = await collect(run)
 
     stats = upstage_emulator.stats
@@ -218,7 +229,22 @@ async def test_identical_files_share_an_error(
 ) -> None:
     """When the first copy fails, the copies waiting on it get the same error."""
     image = make_image("png", seed=5)
-    items = await collect(client.ocr_many([image, image, image], ordered=True))
+    all_preflighted = asyncio.Event()
+    seen = 0
+
+    def watch(event: BulkEvent) -> None:
+        nonlocal seen
+        seen += event.kind == "preflighted"
+        if seen == 3:
+            all_preflighted.set()
+
+    async def hold_first(submission: Submission) -> None:
+        await all_preflighted.wait()  # the copies find the first one still in flight
+
+    run = client.ocr_many(
+        [image, image, image], ordered=True, on_event=watch, before_submit=hold_first
+    )
+    items = await collect(run)
     assert [type(item.error) for item in items] == [UnprocessableEntityError] * 3
     assert items[1].error is items[0].error
     assert items[2].duplicate_of == 0
