@@ -613,6 +613,21 @@ class UpstageEmulator:
         assert isinstance(found, Inspection)
         return found
 
+    async def _upload(
+        self, route: str, request: web.Request
+    ) -> tuple[_Form, _Accepted] | web.Response:
+        """An upload to either endpoint: key, pace, form and document, in the service's order."""
+        refused = self._authorize(request) or self._throttle()
+        if refused is not None:
+            return refused
+        form = await self._read_form(request)
+        if isinstance(form, web.Response):
+            return form
+        doc = await self._accept(route, form)
+        if isinstance(doc, web.Response):
+            return doc
+        return form, doc
+
     async def _accept(self, route: str, form: _Form) -> _Accepted | web.Response:
         """Checks shared by both endpoints, in the service's order; the document or a refusal."""
         refused = self._check_form(form)
@@ -678,15 +693,10 @@ class UpstageEmulator:
         return future
 
     async def _sync(self, request: web.Request) -> web.StreamResponse:
-        refused = self._authorize(request) or self._throttle()
-        if refused is not None:
-            return refused
-        form = await self._read_form(request)
-        if isinstance(form, web.Response):
-            return form
-        doc = await self._accept("sync", form)
-        if isinstance(doc, web.Response):
-            return doc
+        upload = await self._upload("sync", request)
+        if isinstance(upload, web.Response):
+            return upload
+        form, doc = upload
         sha = doc.sha256
         self.stats.sync_submissions[sha] += 1
         attempt = self._attempts["sync", sha]
@@ -715,15 +725,10 @@ class UpstageEmulator:
         return self._json(body)
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
-        refused = self._authorize(request) or self._throttle()
-        if refused is not None:
-            return refused
-        form = await self._read_form(request)
-        if isinstance(form, web.Response):
-            return form
-        doc = await self._accept("async", form)
-        if isinstance(doc, web.Response):
-            return doc
+        upload = await self._upload("async", request)
+        if isinstance(upload, web.Response):
+            return upload
+        form, doc = upload
         config = self._config
         stats = self.stats
         stats.async_submissions[doc.sha256] += 1
