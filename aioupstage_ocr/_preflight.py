@@ -227,16 +227,8 @@ def prepare(
     refuse; `TypeError` for something that is not a document at all.
     """
     if isinstance(document, (bytes, bytearray, memoryview)):
-        data = bytes(document)
-        name = filename or "<bytes>"
-        return _prepare_stream(
-            io.BytesIO(data),
-            source=data,
-            name=name,
-            upload=filename,
-            size=len(data),
-            mode=mode,
-            limits=limits,
+        return _prepare_bytes(
+            bytes(document), name=filename or "<bytes>", upload=filename, mode=mode, limits=limits
         )
     if isinstance(document, (str, os.PathLike)):
         path = Path(document)
@@ -289,16 +281,7 @@ def _prepare_file_object(
         data = stream.read(limits.max_bytes + 1)
         if not isinstance(data, bytes):
             raise TypeError(f"{name}: the file object must be opened in binary mode")
-        _check_size(name, len(data), limits)
-        return _prepare_stream(
-            io.BytesIO(data),
-            source=data,
-            name=name,
-            upload=upload,
-            size=len(data),
-            mode=mode,
-            limits=limits,
-        )
+        return _prepare_bytes(data, name=name, upload=upload, mode=mode, limits=limits)
     try:
         size = stream.seek(0, io.SEEK_END)
         stream.seek(0)
@@ -323,6 +306,21 @@ def _check_size(name: str, size: int, limits: DocumentLimits) -> None:
 
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB ({size} bytes)"
+
+
+def _prepare_bytes(
+    data: bytes, *, name: str, upload: str | None, mode: Mode, limits: DocumentLimits
+) -> PreparedDocument:
+    """A document already in memory; it is its own upload body."""
+    return _prepare_stream(
+        io.BytesIO(data),
+        source=data,
+        name=name,
+        upload=upload,
+        size=len(data),
+        mode=mode,
+        limits=limits,
+    )
 
 
 def _prepare_stream(
