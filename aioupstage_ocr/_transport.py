@@ -209,6 +209,7 @@ class Transport:
         self._upload_limiter = anyio.CapacityLimiter(max(1, limits.max_concurrency - 1))
         self._download_limiter = anyio.CapacityLimiter(limits.max_downloads)
         self._clock_offset: float | None = None  # server clock minus ours, from `Date`
+        self._last_date: str | None = None
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self.base_url!r})"
@@ -254,8 +255,9 @@ class Transport:
 
     def _note_date(self, headers: Mapping[str, str]) -> None:
         value = headers.get("Date")
-        if not value:
-            return
+        if not value or value == self._last_date:
+            return  # one estimate per server second: thousands of answers share a `Date`
+        self._last_date = value
         try:
             server = parsedate_to_datetime(value).timestamp()
         except (TypeError, ValueError, IndexError):
