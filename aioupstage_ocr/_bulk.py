@@ -46,27 +46,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import logging
 import math
 import os
 import time
-import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar
+from typing import Literal, TypeAlias, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._engine import Engine
 from ._exceptions import (
     AuthenticationError,
     ConfigurationError,
     DocumentError,
+    LinkExpiredError,
     PermissionDeniedError,
     RateLimitError,
     UpstageOCRError,
@@ -77,9 +78,6 @@ from ._preflight import Document, Mode, PreparedDocument, Route, prepare
 from ._retry import RetryEvent
 from ._transport import Transport
 
-if TYPE_CHECKING:
-    from ._client import AsyncUpstageOCR
-
 __all__ = [
     "BulkEvent",
     "BulkItem",
@@ -89,7 +87,6 @@ __all__ = [
     "Resume",
     "Submission",
     "SubmitHook",
-    "close_runs",
 ]
 
 logger = logging.getLogger("aioupstage_ocr")
@@ -315,64 +312,6 @@ class _Job:
 
 _Ready: TypeAlias = tuple[_Job, PreparedDocument]
 
-# The run and document a retry belongs to, read by the transport's hooks (they
-# run in the task that makes the request; the poll scheduler's tasks carry the
-# run alone).
-_CURRENT: contextvars.ContextVar[tuple[BulkRun, _Job | None] | None] = contextvars.ContextVar(
-    "aioupstage_ocr_bulk", default=None
-)
-
-
-class _Hub:
-    """Fans one client's retry and pause hooks out to its bulk runs (kept per transport)."""
-
-    __slots__ = ("__weakref__", "_pause_before", "_retry_before", "runs")
-
-    def __init__(self, transport: Transport) -> None:
-        self.runs: set[BulkRun] = set()
-        self._retry_before = transport.on_retry
-        self._pause_before = transport.pacer.on_pause
-        transport.on_retry = self._on_retry
-        transport.pacer.on_pause = self._on_pause
-
-    def _on_retry(self, event: RetryEvent) -> None:
-        if self._retry_before is not None:
-            self._retry_before(event)
-        current = _CURRENT.get()
-        if current is not None:
-            current[0]._retrying(current[1], event)
-
-    def _on_pause(self, seconds: float) -> None:
-        if self._pause_before is not None:
-            self._pause_before(seconds)
-        for run in list(self.runs):
-            run._paused(seconds)
-
-
-_HUBS: weakref.WeakKeyDictionary[Transport, _Hub] = weakref.WeakKeyDictionary()
-
-
-def _hub(transport: Transport) -> _Hub:
-    hub = _HUBS.get(transport)
-    if hub is None:
-        hub = _HUBS[transport] = _Hub(transport)
-    return hub
-
-
-async def close_runs(client: AsyncUpstageOCR) -> None:
-    """Stop every bulk run of `client` still going and wait for each to end.
-
-    For `AsyncUpstageOCR.aclose`, before the session closes: a loop still
-    reading such a run gets what had finished, then a `RuntimeError`.
-    """
-    hub = _HUBS.get(client._transport)
-    if hub is None:
-        return
-    for run in list(hub.runs):
-        await run._stop_and_wait(
-            RuntimeError("the client was closed while this bulk run was going")
-        )
-
 
 def _pull(iterator: Iterator[_T], limit: int, seconds: float) -> tuple[list[_T], bool]:
     """Up to `limit` items, or what came in `seconds`; True when the iterator is done."""
@@ -418,9 +357,10 @@ class BulkRun:
 
     def __init__(
         self,
-        client: AsyncUpstageOCR,
+        engine: Engine,
         documents: Iterable[Document | Resume] | AsyncIterable[Document | Resume],
         *,
+        owner: set[BulkRun] | None = None,
         mode: Mode = "auto",
         ordered: bool = False,
         schema: str | None = None,
@@ -440,14 +380,15 @@ class BulkRun:
             raise ValueError(f"mode must be 'auto', 'sync' or 'async', got {mode!r}")
         if max_pending is not None and max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending!r}")
-        self._client = client
-        self._transport: Transport = client._transport
+        self._engine = engine
+        self._transport: Transport = engine.transport
+        self._owner = owner  # the client's runs: in it while going, so `aclose` stops it
         self._documents = documents
         self._mode: Mode = mode
         self._ordered = ordered
         self._schema = schema
         self._max_pending = max_pending or DEFAULT_MAX_PENDING
-        self._workers = client.limits.max_open_documents
+        self._workers = engine.limits.max_open_documents
         # Preflight tasks; each takes whatever is queued, up to _PREFLIGHT_BATCH.
         self._preflighters = max(2, min(4, -(-self._workers // _PREFLIGHT_BATCH)))
         # A full window refills by this many at once, so preflight finds batches.
@@ -530,9 +471,23 @@ class BulkRun:
     async def aclose(self) -> None:
         """Stop the run (if still going) and wait until everything it started has ended."""
         self._closed = True
-        await self._stop_and_wait(None)
+        await self.stop()
         if self._out_receive is not None:
             self._out_receive.close()
+
+    async def stop(self, error: BaseException | None = None) -> None:
+        """Stop the run (if still going) and wait for its end; the loop then raises `error`.
+
+        The loop still gets what had finished first. Without `error` it just ends.
+        """
+        task = self._task
+        if task is None or task.done():
+            return
+        if error is not None and self._error is None:
+            self._error = error
+        self._cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait((task,))
 
     # ------------------------------------------------------------------ the loop's side
 
@@ -541,7 +496,9 @@ class BulkRun:
             raise RuntimeError("this bulk run was closed before it started")
         self._out_send, self._out_receive = anyio.create_memory_object_stream[BulkItem](math.inf)
         self._started_at = time.monotonic()
-        _hub(self._transport).runs.add(self)
+        if self._owner is not None:
+            self._owner.add(self)
+        self._transport.pacer.pause_listeners.append(self._paused)
         self._task = asyncio.get_running_loop().create_task(
             self._pipeline(), name="aioupstage-ocr bulk run"
         )
@@ -573,34 +530,19 @@ class BulkRun:
         elif self._task is not None:
             self._task.cancel()
 
-    async def _stop_and_wait(self, error: BaseException | None) -> None:
-        task = self._task
-        if task is None or task.done():
-            _hub(self._transport).runs.discard(self)
-            return
-        if error is not None and self._error is None:
-            self._error = error
-        self._cancel()
-        with anyio.CancelScope(shield=True):
-            await asyncio.wait((task,))
-
     # ------------------------------------------------------------------ the pipeline
 
     async def _pipeline(self) -> None:
-        _CURRENT.set((self, None))  # this task's context, inherited by all it starts
         assert self._out_send is not None
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 if self._stopping:
                     scope.cancel()
-                client = self._client
                 async with (
-                    PollScheduler(
-                        self._transport,
-                        client.polling,
-                        client.limits,
+                    self._engine.scheduler(
                         on_progress=self._progress if self._on_event is not None else None,
+                        on_retry=partial(self._retrying, None),
                     ) as scheduler,
                     anyio.create_task_group() as group,
                 ):
@@ -621,7 +563,10 @@ class BulkRun:
                 self._error = _single(exc)
         finally:
             self._stopping = True
-            _hub(self._transport).runs.discard(self)
+            if self._owner is not None:
+                self._owner.discard(self)
+            with contextlib.suppress(ValueError):
+                self._transport.pacer.pause_listeners.remove(self._paused)
             for index in sorted(self._reorder):  # what finished before a stop, in order
                 self._send(self._reorder.pop(index))
             self._out_send.close()
@@ -644,7 +589,7 @@ class BulkRun:
         if isinstance(exc, AuthenticationError | ConfigurationError | _RunStopped):
             return True
         if isinstance(exc, PermissionDeniedError):  # no credit; not a storage link's 403
-            return exc.url is None or exc.url.startswith(self._transport.base_url)
+            return not isinstance(exc, LinkExpiredError)
         return self._transport.closed
 
     # ------------------------------------------------------------------ feeding
@@ -725,7 +670,7 @@ class BulkRun:
 
     def _prepare_all(self, batch: list[_Job]) -> list[PreparedDocument | Exception]:
         """`prepare` each document (blocking: runs in a worker thread)."""
-        limits, mode = self._client.document_limits, self._mode
+        limits, mode = self._engine.document_limits, self._mode
         outcomes: list[PreparedDocument | Exception] = []
         for job in batch:
             source = job.source
@@ -770,40 +715,42 @@ class BulkRun:
     async def _work(self, ready: MemoryObjectReceiveStream[_Ready]) -> None:
         async with ready:
             async for job, prepared in ready:
-                token = _CURRENT.set((self, job))
                 try:
                     await self._submit(job, prepared)
                 except Exception as exc:  # noqa: BLE001 - one document's failure is its own item
                     self._failed(job, exc)
-                finally:
-                    _CURRENT.reset(token)
 
     async def _submit(self, job: _Job, prepared: PreparedDocument) -> None:
-        """Send a prepared document: sync (going async on a time-out in auto mode) or async."""
+        """Send a prepared document through the engine's one routing path."""
         source = job.source
-        probe = await self._pass_gate()
-        try:
-            if prepared.route == "sync":
-                await self._hook(self._before_submit, job, prepared, None)
+
+        async def before_send(document: PreparedDocument) -> None:
+            job.route = document.route
+            await self._hook(self._before_submit, job, document, None)
+            if document.route == "sync":
                 self._stats.submitted_sync += 1
                 if self._on_event is not None:
                     self._event(BulkEvent("submitted", job.index, source, route="sync"))
-                result = await self._client._run_sync(
-                    prepared, schema=self._schema, fallback=self._mode == "auto"
-                )
-                if result is not None:
-                    self._open_gate(probe)
-                    self._finish(job, result=result)
-                    return
-                prepared = prepared.with_route("async")
-                job.route = "async"
-            await self._hook(self._before_submit, job, prepared, None)
-            request_id = await self._client._submit_prepared(prepared, schema=self._schema)
+
+        probe = await self._pass_gate()
+        try:
+            sent = await self._engine.send(
+                prepared,
+                mode=self._mode,
+                schema=self._schema,
+                before_send=before_send,
+                on_retry=partial(self._retrying, job),
+            )
         except Exception as exc:
             if probe and not self._is_fatal(exc):
                 self._open_gate(probe)
             raise
         self._open_gate(probe)
+        if sent.result is not None:
+            self._finish(job, result=sent.result)
+            return
+        prepared, request_id = sent.document, sent.request_id
+        assert request_id is not None
         job.request_id = request_id
         self._open[request_id] = job
         self._stats.submitted_async += 1
@@ -859,15 +806,12 @@ class BulkRun:
     async def _wait(self, job: _Job) -> None:
         assert self._scheduler is not None
         assert job.request_id is not None
-        token = _CURRENT.set((self, job))
         try:
             result = await self._scheduler.track(job.request_id)
         except Exception as exc:  # noqa: BLE001 - one request's failure is its own item
             self._failed(job, exc)
         else:
             self._finish(job, result=result)
-        finally:
-            _CURRENT.reset(token)
 
     def _progress(self, progress: Progress) -> None:
         if self._stopping or progress.done:

@@ -18,7 +18,8 @@ UpstageOCRError
 │   ├── APIStatusError                 an HTTP error status (status_code, message, body, request_id)
 │   │   ├── BadRequestError            400
 │   │   ├── AuthenticationError        401
-│   │   ├── PermissionDeniedError      403 (no credit; an expired download link)
+│   │   ├── PermissionDeniedError      403 from the API: no credit left
+│   │   │   └── LinkExpiredError       403 from storage: a download link expired
 │   │   ├── NotFoundError              404
 │   │   ├── RequestTooLargeError       413
 │   │   ├── UnsupportedMediaTypeError  415
@@ -57,6 +58,7 @@ __all__ = [
     "EmptyDocumentError",
     "IncompleteResultError",
     "InternalServerError",
+    "LinkExpiredError",
     "MissingAPIKeyError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -191,7 +193,15 @@ class AuthenticationError(APIStatusError):
 
 
 class PermissionDeniedError(APIStatusError):
-    """403: no credit left, or an expired download link."""
+    """403: no credit left (from the API), or an expired link (`LinkExpiredError`)."""
+
+
+class LinkExpiredError(PermissionDeniedError):
+    """403 from object storage: a batch's signed download link expired (or was refused).
+
+    Raised by downloads only; the poller fetches a fresh link from the status.
+    A plain `PermissionDeniedError` always comes from the API itself.
+    """
 
 
 class NotFoundError(APIStatusError):

@@ -38,9 +38,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._config import DEFAULT_LIMITS, DEFAULT_POLLING, Limits, Polling
-from ._exceptions import BatchFailedError, PermissionDeniedError, RequestFailedError
+from ._exceptions import BatchFailedError, LinkExpiredError, RequestFailedError
 from ._models import OCRResult, RequestStatus, merge_batches, parse_request_status, parse_result
-from ._transport import Transport
+from ._transport import RetryHook, Transport
 
 __all__ = ["PollScheduler", "Progress", "ProgressHook"]
 
@@ -132,6 +132,7 @@ class PollScheduler:
 
     `on_progress` hears every tracked request's `Progress` (after each status
     and each finished download); `track` takes a hook for one request too.
+    `on_retry` hears each retry of this scheduler's polls and downloads.
     Leaving the `async with` block cancels every poll and download still
     running; `track` calls still waiting then raise `RuntimeError`.
     """
@@ -143,9 +144,11 @@ class PollScheduler:
         limits: Limits = DEFAULT_LIMITS,
         *,
         on_progress: ProgressHook | None = None,
+        on_retry: RetryHook | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._transport = transport
+        self._on_retry = on_retry
         self._polling = polling
         self._on_progress = on_progress
         self._rng = rng if rng is not None else random.Random()
@@ -310,7 +313,9 @@ class PollScheduler:
                 tracked.scopes.add(scope)
                 try:
                     tracked.refresh_wanted = False
-                    body = await self._transport.get_request(tracked.request_id)
+                    body = await self._transport.get_request(
+                        tracked.request_id, on_retry=self._on_retry
+                    )
                     status = parse_request_status(body, source=f"request {tracked.request_id}")
                 except Exception as exc:  # noqa: BLE001 - any failure ends this request's wait, not others'
                     self._finish(tracked, error=exc)
@@ -392,9 +397,12 @@ class PollScheduler:
             tracked.scopes.add(scope)
             try:
                 result = await self._transport.download(
-                    url, partial(parse_result, source=source), request_id=tracked.request_id
+                    url,
+                    partial(parse_result, source=source),
+                    request_id=tracked.request_id,
+                    on_retry=self._on_retry,
                 )
-            except PermissionDeniedError as exc:
+            except LinkExpiredError as exc:
                 self._stale(tracked, entry, url_seq, exc)
             except Exception as exc:  # noqa: BLE001 - any failure ends this request's wait, not others'
                 self._finish(tracked, error=exc)
@@ -407,9 +415,7 @@ class PollScheduler:
         self._report(tracked)
         self._maybe_finish(tracked)
 
-    def _stale(
-        self, tracked: _Tracked, entry: _Batch, url_seq: int, exc: PermissionDeniedError
-    ) -> None:
+    def _stale(self, tracked: _Tracked, entry: _Batch, url_seq: int, exc: LinkExpiredError) -> None:
         """A link was refused: use a newer one if a status brought it, else ask for one."""
         if tracked.finished:
             return

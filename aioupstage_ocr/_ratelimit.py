@@ -356,7 +356,7 @@ class Pacer:
         "_rps",
         "_sleep",
         "_throttles",
-        "on_pause",
+        "pause_listeners",
     )
 
     def __init__(
@@ -391,8 +391,10 @@ class Pacer:
         self._throttles = 0
         self._pauses = 0
         self._paused_seconds = 0.0
-        #: Called with the seconds of each pause started or extended (progress display).
-        self.on_pause = on_pause
+        #: Each is called with the seconds of each pause started or extended (a
+        #: progress display, a bulk run's counters): add and remove your own, as
+        #: with httpx's `event_hooks`; `on_pause` is the first one.
+        self.pause_listeners: list[Callable[[float], None]] = [] if on_pause is None else [on_pause]
 
     @classmethod
     def from_config(
@@ -515,5 +517,5 @@ class Pacer:
         for bucket in (self._rps, self._adaptive.bucket if self._adaptive else None):
             if bucket is not None:
                 bucket.hold(until)
-        if self.on_pause is not None:
-            self.on_pause(seconds)
+        for listener in tuple(self.pause_listeners):
+            listener(seconds)

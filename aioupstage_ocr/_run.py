@@ -13,11 +13,12 @@ Resume (the journal is `DIR/.aioupstage-ocr-journal.sqlite3`, see `_journal`):
      look up, so sending it again is the only way to a result; the most it can
      cost is one document's pages once more (the client's own rule for a sync
      call that dropped).
-   - async route: the service's request list is read, as the client's
-     `SubmitLedger` does for an ambiguous submit. Requests the journal does not
-     know, created in a row's time window (its journal write, plus the longest
-     a submit can take, widened by the clock skew), with the row's page count
-     where both are known, are its candidates. A candidate that fits exactly one
+   - async route: the service's request list is read and matched by
+     `_reconcile`, as the client's `SubmitLedger` does for an ambiguous submit.
+     Requests the journal does not know, created in a row's time window (its
+     journal write, plus the longest a submit can take, widened by the margin
+     for clock skew), with the row's page count where both are known, are its
+     candidates. A candidate that fits exactly one
      row, for a row with exactly one candidate, is adopted (`submitted` with that
      id, then polled); a row with none is sent again (nothing was created); a row
      with several stays `submitting` and its input fails with
@@ -52,7 +53,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -62,6 +62,7 @@ from typing import Final
 import anyio
 from anyio.abc import TaskGroup
 
+from . import _reconcile
 from ._atomic import atomic_write_bytes
 from ._bulk import BulkEvent, BulkItem, Resume, Submission
 from ._client import AsyncUpstageOCR
@@ -90,6 +91,7 @@ from ._journal import Entry, Journal, State, journal_path
 from ._models import RequestSummary
 from ._preflight import Mode, prepare
 from ._progress import RunDisplay, choose_style
+from ._reconcile import Window
 from ._report import ReportRow, ReportWriter
 from .testing._config import EmulatorConfig
 
@@ -111,10 +113,6 @@ EMULATOR_KEY: Final = "emulator"
 _AHEAD = 256
 # Outputs being written at once (each an fsynced atomic write).
 _WRITERS = 8
-# Clock skew allowed between this machine and the service when matching the
-# request list, when the service's clock is known from `Date` headers / when not.
-_SKEW_KNOWN = 5.0
-_SKEW_BLIND = 300.0
 # Errors that are the service's verdict on a request: it is sent again, not polled.
 _VERDICTS = frozenset({"RequestFailedError", "BatchFailedError", "IncompleteResultError"})
 
@@ -821,33 +819,27 @@ class _Run:
                     "it again (that could pay twice); run again later",
                 )
             return decided
-        transport = self.client._transport
-        skew = _SKEW_KNOWN if transport.clock_known else _SKEW_BLIND
-        offset = transport.server_time() - time.time()
-        retries = self.client.retries
-        longest = retries.attempts * (self.client.timeouts.request + retries.maximum)
-        low = min(row.updated_at for row in rows) + offset - skew
+        # A row's window opens at its journal write (just before the submit) and
+        # lasts as long as a submit can take with its retries.
+        windows = {os.fspath(row.path): self.client.submit_window(row.updated_at) for row in rows}
+        earliest = min(windows.values(), key=lambda window: window.low)
+        span = earliest.high - earliest.low
         known = await self.journal.request_ids(
-            min(row.updated_at for row in rows) - _SKEW_BLIND - longest
+            min(row.updated_at for row in rows) - _reconcile.MARGIN_BLIND - span
         )
-        candidates = [
-            summary
-            for summary in listed
-            if summary.id not in known and _created(summary, low, math.inf)
-        ]
+        ids = set(_reconcile.candidates(listed, Window(earliest.low, math.inf), known))
+        candidates = [summary for summary in listed if summary.id in ids]
         pages = await self._candidate_pages(candidates)
         fits: dict[str, set[str]] = {}
         for row in rows:
             row_pages = await anyio.to_thread.run_sync(self._pages_of, row)
-            start = row.updated_at + offset - skew
-            end = row.updated_at + offset + longest + skew
+            window = windows[os.fspath(row.path)]
             fits[os.fspath(row.path)] = {
                 summary.id
                 for summary in candidates
-                if _created(summary, start, end)
-                and (row_pages is None or pages.get(summary.id) in (None, row_pages))
+                if window.holds(summary) and _reconcile.pages_fit(row_pages, pages.get(summary.id))
             }
-        adopted, left_over = _match(fits)
+        adopted, left_over = _reconcile.pair(fits)
         for key, request_id in adopted.items():
             await self.journal.record_submitted(key, request_id)
             decided.adopted[key] = request_id
@@ -899,38 +891,6 @@ def _request_to_poll(entry: Entry) -> str | None:
     if entry.state is State.FAILED and entry.error_type not in _VERDICTS:
         return entry.request_id
     return None
-
-
-def _created(summary: RequestSummary, start: float, end: float) -> bool:
-    when = summary.requested_datetime
-    return when is None or start <= when.timestamp() <= end
-
-
-def _match(fits: dict[str, set[str]]) -> tuple[dict[str, str], dict[str, set[str]]]:
-    """Rows paired with candidates where the pairing is certain (one each way), repeatedly.
-
-    Also returns what is left: each unpaired row's candidates not taken by another.
-    """
-    left = {key: set(ids) for key, ids in fits.items()}
-    adopted: dict[str, str] = {}
-    changed = True
-    while changed:
-        changed = False
-        owners: dict[str, list[str]] = {}
-        for key, ids in left.items():
-            for request_id in ids:
-                owners.setdefault(request_id, []).append(key)
-        for key, ids in list(left.items()):
-            if len(ids) != 1:
-                continue
-            (request_id,) = ids
-            if owners.get(request_id) == [key]:
-                adopted[key] = request_id
-                del left[key]
-                for other in left.values():
-                    other.discard(request_id)
-                changed = True
-    return adopted, left
 
 
 def _mtime(path: str) -> int:

@@ -15,6 +15,11 @@
 - Retries (`_retry`: connection errors, 408, 409, 429, 5xx) are run here and
   nowhere else; an async submit is retried only through a `SubmitGuard`,
   which decides what to do when the service may already have accepted it.
+  Each retry is told to every listener in `retry_listeners` (the client's
+  observers) and to the `on_retry` hook of the call that made it (a bulk
+  run's counters, with the document it belongs to).
+- A download refused with 403 is a `LinkExpiredError`: the storage host's
+  verdict on a signed link, never the API's "no credit".
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     ConfigurationError,
+    LinkExpiredError,
     MissingAPIKeyError,
     RateLimitError,
     ResponseValidationError,
@@ -66,6 +72,7 @@ __all__ = [
     "REQUESTS_PATH",
     "SYNC_PATH",
     "Kind",
+    "RetryHook",
     "SubmitAttempt",
     "SubmitGuard",
     "Transport",
@@ -91,6 +98,8 @@ REQUESTS_PATH = "/document-digitization/requests"
 
 #: Which `Timeouts` field bounds an exchange.
 Kind = Literal["request", "sync_ocr", "download"]
+#: Told of each retry: the attempt that failed, its error, the wait before the next.
+RetryHook = Callable[[RetryEvent], None]
 
 _USER_AGENT = f"aioupstage-ocr/{_version()}"
 _MESSAGE_MAX = 1000
@@ -181,7 +190,7 @@ class Transport:
         retries: Retries = DEFAULT_RETRIES,
         rate: RateLimit = DEFAULT_RATE,
         session: aiohttp.ClientSession | None = None,
-        on_retry: Callable[[RetryEvent], None] | None = None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         base = URL(base_url.rstrip("/"))
         if not base.absolute or base.scheme not in ("http", "https"):
@@ -197,7 +206,9 @@ class Transport:
         self.limits = limits
         self.policy = RetryPolicy(retries)
         self.pacer = Pacer.from_config(rate, max_pause=retries.retry_after_max)
-        self.on_retry = on_retry
+        #: Told of every retry this transport makes; add and remove your own (as
+        #: with httpx's `event_hooks`); `on_retry` is the first one.
+        self.retry_listeners: list[RetryHook] = [] if on_retry is None else [on_retry]
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -274,6 +285,7 @@ class Transport:
         model: str,
         schema: str | None = None,
         retry_if: Callable[[BaseException], bool] = is_retryable,
+        on_retry: RetryHook | None = None,
     ) -> bytes:
         """POST the document to the sync endpoint; the result body (retried per policy)."""
         fields = _fields(model, schema)
@@ -288,6 +300,7 @@ class Transport:
             ),
             what=f"sync OCR of {document.name}",
             retry_if=retry_if,
+            on_retry=on_retry,
         )
 
     async def submit(
@@ -297,6 +310,7 @@ class Transport:
         model: str,
         guard: SubmitGuard,
         schema: str | None = None,
+        on_retry: RetryHook | None = None,
     ) -> str:
         """POST the document to the async endpoint; its request id.
 
@@ -346,30 +360,40 @@ class Transport:
             ticket.accepted(request_id)
             return request_id
 
-        return await self._retry(attempt, what=f"async submit of {document.name}")
+        return await self._retry(
+            attempt, what=f"async submit of {document.name}", on_retry=on_retry
+        )
 
-    async def get_request(self, request_id: str) -> bytes:
+    async def get_request(self, request_id: str, *, on_retry: RetryHook | None = None) -> bytes:
         """GET one async request's status (retried per policy); the body."""
         path = f"{REQUESTS_PATH}/{_quote_id(request_id)}"
         return await self._retry(
             lambda: self._api("GET", path, kind="request", request_id=request_id),
             what=f"status of request {request_id}",
+            on_retry=on_retry,
         )
 
-    async def list_requests(self) -> bytes:
+    async def list_requests(self, *, on_retry: RetryHook | None = None) -> bytes:
         """GET the list of past requests (retried per policy); the body."""
         return await self._retry(
-            lambda: self._api("GET", REQUESTS_PATH, kind="request"), what="request list"
+            lambda: self._api("GET", REQUESTS_PATH, kind="request"),
+            what="request list",
+            on_retry=on_retry,
         )
 
     async def download(
-        self, url: str, parse: Callable[[bytes], T], *, request_id: str | None = None
+        self,
+        url: str,
+        parse: Callable[[bytes], T],
+        *,
+        request_id: str | None = None,
+        on_retry: RetryHook | None = None,
     ) -> T:
         """GET a signed storage link without credentials; `parse(body)`.
 
         Retried per policy, and also when the body does not parse (a body cut
         short that still ended cleanly). A 403 (an expired link) is raised at
-        once as `PermissionDeniedError`: the caller fetches a fresh link.
+        once as `LinkExpiredError`: the caller fetches a fresh link.
         """
 
         async def attempt() -> T:
@@ -382,13 +406,25 @@ class Transport:
                     seconds=self.timeouts.download,
                 )
             if not 200 <= status < 300:
-                raise self._status_error(status, headers, content, url, request_id)
+                error = self._status_error(status, headers, content, url, request_id)
+                if status == 403:
+                    raise LinkExpiredError(
+                        error.message,
+                        status_code=status,
+                        body=error.body,
+                        request_id=error.request_id,
+                        url=error.url,
+                        code=error.code,
+                    )
+                raise error
             return parse(content)
 
         def retry_if(exc: BaseException) -> bool:
             return is_retryable(exc) or isinstance(exc, ResponseValidationError)
 
-        return await self._retry(attempt, what=f"download {safe_url(url)}", retry_if=retry_if)
+        return await self._retry(
+            attempt, what=f"download {safe_url(url)}", retry_if=retry_if, on_retry=on_retry
+        )
 
     # ------------------------------------------------------------------ machinery
 
@@ -398,8 +434,9 @@ class Transport:
         *,
         what: str,
         retry_if: Callable[[BaseException], bool] = is_retryable,
+        on_retry: RetryHook | None = None,
     ) -> T:
-        def on_retry(event: RetryEvent) -> None:
+        def tell(event: RetryEvent) -> None:
             logger.info(
                 "retrying %s (attempt %d failed: %s); waiting %.2f s",
                 what,
@@ -407,10 +444,12 @@ class Transport:
                 event.exception,
                 event.wait,
             )
-            if self.on_retry is not None:
-                self.on_retry(event)
+            for listener in tuple(self.retry_listeners):
+                listener(event)
+            if on_retry is not None:
+                on_retry(event)
 
-        return await retry_call(fn, self.policy, retry_if=retry_if, on_retry=on_retry)
+        return await retry_call(fn, self.policy, retry_if=retry_if, on_retry=tell)
 
     def _auth_headers(self) -> dict[str, str]:
         if self._key is None:

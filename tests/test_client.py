@@ -173,7 +173,7 @@ async def test_35_pages_through_every_fault(
     async with AsyncUpstageOCR(
         api_key, base_url=upstage_emulator.base_url, polling=FAST, retries=retries
     ) as client:
-        client._transport.on_retry = events.append
+        client._transport.retry_listeners.append(events.append)
         expired: list[Progress] = []
 
         def expire_once(progress: Progress) -> None:
@@ -247,7 +247,7 @@ async def test_retry_policy_end_to_end(
     async with AsyncUpstageOCR(
         api_key, base_url=upstage_emulator.base_url, retries=Retries(attempts=4)
     ) as client:
-        client._transport.on_retry = events.append
+        client._transport.retry_listeners.append(events.append)
         with set_testing(True):
             upstage_emulator.configure(
                 error_rate=1.0, error_statuses=(503,), fault_routes=("sync",)
@@ -291,7 +291,7 @@ async def test_429_waits_honour_retry_after(
         retries=retries,
         rate=RateLimit(adaptive=False),
     ) as client:
-        client._transport.on_retry = events.append
+        client._transport.retry_listeners.append(events.append)
         with set_testing(False):
             start = anyio.current_time()
             for _ in range(3):
