@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from ._atomic import atomic_write_bytes
-from ._run import OcrOptions, run_command
+from ._cli._ocr import OcrOptions, run_command
 from .testing._config import EmulatorConfig
 from .testing._documents import make_image, make_pdf, make_tiff
 

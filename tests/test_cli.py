@@ -22,7 +22,7 @@ import pytest
 
 from aioupstage_ocr import AsyncUpstageOCR, OCRResult
 from aioupstage_ocr._cli import main
-from aioupstage_ocr._progress import MAX_LISTED, RunDisplay
+from aioupstage_ocr._cli._display import MAX_LISTED, RunDisplay
 from aioupstage_ocr._report import ReportRow
 from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf, page_text
 

@@ -43,8 +43,8 @@ from rich.progress import Progress as RichProgress
 from rich.table import Column, Table
 from rich.text import Text
 
-from ._poller import Progress, ProgressHook
-from ._report import ReportRow
+from .._poller import Progress, ProgressHook
+from .._report import ReportRow
 
 __all__ = [
     "LOG_EVERY",

@@ -1,19 +1,6 @@
-"""The `aioupstage-ocr` command line.
-
-```
-aioupstage-ocr ocr INPUT... [-o DIR] [--mode auto|sync|async] [--concurrency N]
-                   [--rps R] [--ppm P] [--report FILE] [--no-resume]
-                   [--base-url URL] [--emulator] [--quiet]
-aioupstage-ocr status REQUEST_ID          one status, as JSON
-aioupstage-ocr fetch REQUEST_ID [-o FILE] wait, download, merge; JSON out
-aioupstage-ocr requests                   the service's list of past requests, as JSON
-aioupstage-ocr emulator [options]         the bundled emulator, until interrupted
-aioupstage-ocr demo [-o DIR]              the whole pipeline on the emulator
-```
-
-Results and output paths go to stdout; progress, errors and summaries to
-stderr. Exit codes: 0 all ok, 1 a document or request failed, 2 a usage or
-configuration error (bad option, no API key), 130 interrupted (Ctrl-C).
+"""The argument parser, `main`, and the commands that make one request (`status`, `fetch`,
+`requests`). The `ocr` command is `_ocr`; `emulator` and `demo` load the emulator
+when they are the command run, and only then.
 """
 
 from __future__ import annotations
@@ -23,25 +10,55 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import __version__
-from ._client import AsyncUpstageOCR
-from ._config import API_KEY_ENV, resolve_api_key
-from ._exceptions import ConfigurationError, UpstageOCRError
-from ._progress import fetch_progress
-from .testing import _cli as emulator_cli
+from .. import __version__
+from .._client import AsyncUpstageOCR
+from .._config import resolve_api_key
+from .._exceptions import ConfigurationError, UpstageOCRError
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, error, no_key
+from ._display import fetch_progress
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
-PROG = "aioupstage-ocr"
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:  # not subscriptable at run time
+    _SubParsers = argparse._SubParsersAction
+
+
+class _Commands(_SubParsers):
+    """Subcommands, where a command's options can be added only once it is the one run.
+
+    So `--help`, `ocr` and the rest never import what only `emulator` needs.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if isinstance(values, Sequence) and values and not isinstance(values, str):
+            fill = self.lazy.pop(str(values[0]), None)
+            if fill is not None:
+                fill(self.choices[str(values[0])])
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _emulator_options(parser: argparse.ArgumentParser) -> None:
+    from ..testing import _cli as emulator_cli  # noqa: PLC0415 - loads aiohttp.web: only when run
+
+    emulator_cli.add_arguments(parser)
+    parser.set_defaults(handler=emulator_cli.run)
 
 
 def _positive_int(text: str) -> int:
@@ -80,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 all ok, 1 something failed, 2 usage error, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, action=_Commands
+    )
+    assert isinstance(commands, _Commands)
 
     ocr = commands.add_parser(
         "ocr",
@@ -169,11 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_base_url(requests)
     requests.set_defaults(handler=_cmd_requests)
 
-    emulator = commands.add_parser(
+    commands.add_parser(
         "emulator", help="run the bundled emulator of the service until interrupted"
     )
-    emulator_cli.add_arguments(emulator)
-    emulator.set_defaults(handler=emulator_cli.run)
+    commands.lazy["emulator"] = _emulator_options
 
     demo = commands.add_parser(
         "demo",
@@ -210,12 +229,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def error(message: str) -> None:
-    """One line on stderr, prefixed with the program's name."""
-    sys.stderr.write(f"{PROG}: {message}\n")
-    sys.stderr.flush()
-
-
 def _silence_stdout() -> None:
     """Point stdout at devnull so the interpreter's final flush cannot fail again."""
     try:
@@ -230,7 +243,7 @@ def _silence_stdout() -> None:
 
 
 def _cmd_ocr(args: argparse.Namespace) -> int:
-    from ._run import OcrOptions, run_command  # noqa: PLC0415 - the pipeline loads when used
+    from ._ocr import OcrOptions, run_command  # noqa: PLC0415 - the pipeline loads when used
 
     if args.emulator and args.base_url:
         error("--emulator and --base-url exclude each other")
@@ -252,7 +265,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo  # noqa: PLC0415 - the pipeline loads when used
+    from .._demo import run_demo  # noqa: PLC0415 - loads the emulator: only when run
 
     return run_demo(args.output_dir)
 
@@ -269,10 +282,7 @@ def _run_client(
     args: argparse.Namespace, work: Callable[[AsyncUpstageOCR], Coroutine[Any, Any, int]]
 ) -> int:
     if resolve_api_key(None) is None:
-        error(
-            f"no API key: set the {API_KEY_ENV} environment variable "
-            "(against the emulator any value works)"
-        )
+        error(no_key(emulator_flag=False))
         return EXIT_USAGE
 
     async def go() -> int:

@@ -1,0 +1,230 @@
+"""What the `ocr` command's journal says about an input, and the start-up check.
+
+The journal is `DIR/.aioupstage-ocr-journal.sqlite3` (see `_journal`).
+
+1. On start, rows left `submitting` without a request id (the run stopped
+   between the journal write and the service's answer) are settled first
+   (`settle_submitting`):
+   - sync route: sent again. A sync request leaves nothing at the service to
+     look up, so sending it again is the only way to a result; the most it can
+     cost is one document's pages once more (the client's own rule for a sync
+     call that dropped).
+   - async route: the service's request list is read and matched by
+     `_reconcile`, as the client's `SubmitLedger` does for an ambiguous submit.
+     Requests the journal does not know, created in a row's time window
+     (`AsyncUpstageOCR.submit_window`: its journal write, plus the longest a
+     submit can take, widened by the margin for clock skew), with the row's
+     page count where both are known, are its candidates. A candidate that
+     fits exactly one row, for a row with exactly one candidate, is adopted
+     (`submitted` with that id, then polled); a row with none is sent again
+     (nothing was created); a row with several stays `submitting` and its
+     input fails with `AmbiguousSubmitError` naming the candidates, rather
+     than pay twice.
+2. Each input is hashed as it is found (`_discovery`), then looked up by
+   path, size and mtime, else by its hash (the same file with another mtime,
+   or an identical file elsewhere). Then:
+   - done, output present: `skipped` (its path is printed again); an identical
+     file's output, or this file's under another name, is copied: `ok`
+     (`already_done`);
+   - submitted (or done without its output, or failed on the way back with a
+     request id and not by the service's verdict): polled and fetched with
+     `Resume`, never submitted again (results live 30 days at the service)
+     (`request_to_poll`);
+   - anything else: submitted.
+3. `before_submit` writes `submitting` (durable) before each request,
+   `after_submit` writes `submitted` with the id (durable); `done` is written
+   after the output is on disk (atomic write), `failed` with the error. So a
+   crash at any instant loses nothing and pays for nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from .. import _reconcile
+from .._atomic import atomic_write_bytes
+from .._client import AsyncUpstageOCR
+from .._config import DocumentLimits
+from .._exceptions import AmbiguousSubmitError, APIError, DocumentError, ResponseValidationError
+from .._journal import Entry, Journal, State
+from .._models import RequestSummary
+from .._preflight import prepare
+from .._reconcile import Window
+from .._report import ReportRow
+from ._discovery import Seen
+
+__all__ = ["Unresolved", "already_done", "request_to_poll", "settle_submitting"]
+
+logger = logging.getLogger("aioupstage_ocr")
+
+# Errors that are the service's verdict on a request: it is sent again, not polled.
+_VERDICTS = frozenset({"RequestFailedError", "BatchFailedError", "IncompleteResultError"})
+
+
+@dataclass(slots=True)
+class Unresolved:
+    """What the start-up check decided for `submitting` rows without a request id."""
+
+    adopted: dict[str, str] = field(default_factory=dict)
+    ambiguous: dict[str, AmbiguousSubmitError] = field(default_factory=dict)
+
+
+async def settle_submitting(
+    client: AsyncUpstageOCR, journal: Journal, limits: DocumentLimits
+) -> Unresolved:
+    """Decide every `submitting` row without a request id (see the module docstring)."""
+    decided = Unresolved()
+    rows = [
+        row
+        for row in await journal.open_requests()
+        if row.state is State.SUBMITTING and row.request_id is None and row.route == "async"
+    ]
+    if not rows:
+        return decided
+    try:
+        listed = await client.list_requests()
+    except (APIError, ResponseValidationError) as exc:
+        for row in rows:
+            decided.ambiguous[os.fspath(row.path)] = AmbiguousSubmitError(
+                os.fspath(row.path),
+                "a submit may have reached the service before the last run stopped, and "
+                f"the request list that would tell could not be read ({exc}); not sending "
+                "it again (that could pay twice); run again later",
+            )
+        return decided
+    # A row's window opens at its journal write (just before the submit) and
+    # lasts as long as a submit can take with its retries.
+    windows = {os.fspath(row.path): client.submit_window(row.updated_at) for row in rows}
+    earliest = min(windows.values(), key=lambda window: window.low)
+    span = earliest.high - earliest.low
+    known = await journal.request_ids(
+        min(row.updated_at for row in rows) - _reconcile.MARGIN_BLIND - span
+    )
+    ids = set(_reconcile.candidates(listed, Window(earliest.low, math.inf), known))
+    candidates = [summary for summary in listed if summary.id in ids]
+    pages = await _candidate_pages(client, candidates)
+    fits: dict[str, set[str]] = {}
+    for row in rows:
+        row_pages = await anyio.to_thread.run_sync(_pages_of, row, limits)
+        window = windows[os.fspath(row.path)]
+        fits[os.fspath(row.path)] = {
+            summary.id
+            for summary in candidates
+            if window.holds(summary) and _reconcile.pages_fit(row_pages, pages.get(summary.id))
+        }
+    adopted, left_over = _reconcile.pair(fits)
+    for key, request_id in adopted.items():
+        await journal.record_submitted(key, request_id)
+        decided.adopted[key] = request_id
+        logger.warning(
+            "%s: the last run stopped while submitting it; request %s, the only new "
+            "request that fits, is taken as its own and fetched",
+            key,
+            request_id,
+        )
+    for key, left in left_over.items():
+        if not left:
+            continue  # nothing was created for it: sent again
+        decided.ambiguous[key] = AmbiguousSubmitError(
+            key,
+            "a submit may have reached the service before the last run stopped; "
+            f"{len(left)} request(s) could be it ({', '.join(sorted(left))}); not sending "
+            "it again (that could pay twice): fetch the right one with "
+            "`aioupstage-ocr fetch REQUEST_ID -o FILE`, or run with --no-resume",
+            candidates=tuple(sorted(left)),
+        )
+    return decided
+
+
+async def _candidate_pages(
+    client: AsyncUpstageOCR, candidates: list[RequestSummary]
+) -> dict[str, int | None]:
+    pages: dict[str, int | None] = {}
+    for summary in candidates:
+        try:
+            status = await client.get_request(summary.id)
+        except (APIError, ResponseValidationError):
+            pages[summary.id] = None
+            continue
+        pages[summary.id] = status.total_pages or None
+    return pages
+
+
+def _pages_of(row: Entry, limits: DocumentLimits) -> int | None:
+    """The page count of a row's file, when it still has the content recorded."""
+    try:
+        prepared = prepare(row.path, mode="async", limits=limits)
+    except (DocumentError, OSError, ValueError):
+        return None
+    return prepared.pages if prepared.sha256 == row.sha256 else None
+
+
+def request_to_poll(entry: Entry) -> str | None:
+    """The request id to poll instead of submitting, if the row has one worth polling."""
+    if entry.request_id is None:
+        return None
+    if entry.state in (State.SUBMITTED, State.DONE):
+        return entry.request_id
+    if entry.state is State.FAILED and entry.error_type not in _VERDICTS:
+        return entry.request_id
+    return None
+
+
+async def already_done(
+    journal: Journal, key: str, seen: Seen, entry: Entry, sha256: str | None, *, own: bool
+) -> ReportRow | None:
+    """The row of an input whose content is already done (`skipped`, or copied: `ok`).
+
+    None when it is not done, or its output is gone: then it is fetched or sent.
+    `own`: `entry` is this path's own row (not an identical file's).
+    """
+    if entry.state is not State.DONE or entry.output is None:
+        return None
+    assert seen.output is not None
+    if own and entry.output == seen.output and seen.output_exists:
+        if (entry.size, entry.mtime_ns) != (seen.size, seen.mtime_ns):
+            await journal.record_done(
+                key, seen.output, entry.pages or 0, size=seen.size, mtime_ns=seen.mtime_ns
+            )
+        return ReportRow(
+            key,
+            "skipped",
+            output=os.fspath(seen.output),
+            pages=entry.pages,
+            mode=entry.route,
+            request_id=entry.request_id,
+        )
+    if entry.output == seen.output:
+        return None  # our own output is gone: fetch again or submit
+    try:
+        written = await anyio.to_thread.run_sync(_copy, entry.output, seen.output)
+    except OSError:
+        return None  # the other output is gone or unreadable: do the work
+    await journal.record_done(
+        key,
+        written,
+        entry.pages or 0,
+        size=seen.size,
+        mtime_ns=seen.mtime_ns,
+        sha256=sha256 or entry.sha256,
+        route=entry.route,
+        request_id=entry.request_id,
+    )
+    return ReportRow(
+        key,
+        "ok",
+        output=os.fspath(written),
+        pages=entry.pages,
+        mode=entry.route,
+        request_id=entry.request_id,
+    )
+
+
+def _copy(source: Path, target: Path) -> Path:
+    return atomic_write_bytes(target, source.read_bytes())
