@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from aioupstage_ocr import (
@@ -32,6 +33,7 @@ from aioupstage_ocr import (
     UnprocessableEntityError,
     UnsupportedFormatError,
 )
+from aioupstage_ocr._retry import RetryEvent
 from aioupstage_ocr.testing import UpstageEmulator, emulated_text, make_image, make_pdf, page_text
 
 #: The tests that build their own client (a thread's emulator, real retry waits) use these.
@@ -129,10 +131,10 @@ async def test_mixed_documents_come_back_whole(
         assert item.started_at is not None
         assert item.queued_at <= item.started_at <= item.finished_at
     by_pages = {item.pages: item for item in items if item.index >= 20}
-    assert by_pages[7].mode == "sync"
+    assert by_pages[7].route == "sync"
     assert by_pages[7].request_id is None
     for n in (101, 123):
-        assert by_pages[n].mode == "async"
+        assert by_pages[n].route == "async"
         assert by_pages[n].request_id
         assert upstage_emulator.stats.async_submissions[sha(pdfs[n])] == 1
     assert upstage_emulator.stats.downloads_with_auth == 0
@@ -179,7 +181,7 @@ async def test_ordered_yields_in_input_order(client: AsyncUpstageOCR) -> None:
     items = await collect(run)
     assert [item.index for item in items] == list(range(31))
     assert all(item.ok for item in items)
-    assert items[0].mode == "async"
+    assert items[0].route == "async"
     assert items[0].pages == 112
     assert max(pending) <= 6
 
@@ -277,7 +279,7 @@ async def test_bad_documents_fail_alone(
     assert isinstance(errors[7], DocumentError)
     assert "input-7" in str(errors[7])
     assert set(errors) == {1, 3, 4, 6, 7}
-    assert all(item.mode is None and item.request_id is None for item in items if not item.ok)
+    assert all(item.route is None and item.request_id is None for item in items if not item.ok)
     assert sum(item.ok for item in items) == 6
     assert upstage_emulator.stats.uploads == 6  # nothing bad was uploaded
 
@@ -494,7 +496,7 @@ async def test_resume_polls_without_submitting(
     assert [item.ok for item in items] == [True, True, True]
     assert items[1].source == path
     assert items[1].request_id == request_id
-    assert items[1].mode == "async"
+    assert items[1].route == "async"
     assert items[1].pages == 118
     assert items[2].duplicate_of == 1
     assert texts(items[2]) == texts(items[1])
@@ -519,7 +521,7 @@ async def test_journal_hooks_run_before_and_after_the_request(
         log.append(("after", s.name, s.route, s.request_id, stats.submissions(s.sha256)))
 
     items = await collect(client.ocr_many(paths, before_submit=before, after_submit=after))
-    rid = next(item.request_id for item in items if item.mode == "async")
+    rid = next(item.request_id for item in items if item.route == "async")
     assert sorted(log) == sorted(
         [
             ("before", str(paths[0]), "async", None, 0),
@@ -554,6 +556,37 @@ async def test_retrying_and_paused_events(upstage_emulator: UpstageEmulator) -> 
     assert run.stats.rate_limited > 0
 
 
+@pytest.mark.upstage_emulator(error_rate=0.2, seed=5)
+async def test_runs_and_listeners_share_one_client(upstage_emulator: UpstageEmulator) -> None:
+    """Two runs on one client count their own retries; listeners added meanwhile unhook neither."""
+    heard: list[RetryEvent] = []
+    late: list[RetryEvent] = []
+    retries = Retries(attempts=10, initial=0.01, maximum=0.05)
+    async with AsyncUpstageOCR(
+        TEST_KEY, base_url=upstage_emulator.base_url, retries=retries
+    ) as client:
+        client._transport.retry_listeners.append(heard.append)
+        first = client.ocr_many([unique_png(n) for n in range(30)])
+        second = client.ocr_many([unique_png(n) for n in range(30, 60)])
+        items: list[BulkItem] = []
+
+        async def drain(run: BulkRun) -> None:
+            async for item in run:
+                items.append(item)
+                if len(items) == 5:  # mid-run: someone else listens too
+                    client._transport.retry_listeners.append(late.append)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(drain, first)
+            group.start_soon(drain, second)
+    assert len(items) == 60
+    assert all(item.ok for item in items)
+    assert first.stats.retries > 0
+    assert second.stats.retries > 0
+    assert first.stats.retries + second.stats.retries == len(heard)
+    assert set(map(id, late)) <= set(map(id, heard))
+
+
 async def test_event_hook_errors_are_logged_not_raised(
     client: AsyncUpstageOCR, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -570,10 +603,17 @@ async def test_event_hook_errors_are_logged_not_raised(
 def test_items_and_events_show_no_bytes() -> None:
     """Reprs name a source without printing a document's bytes."""
     data = unique_png(0)
-    item = BulkItem(source=data, index=3, pages=1, mode="sync")
+    item = BulkItem(source=data, index=3, pages=1, route="sync")
     event = BulkEvent("queued", 3, data)
     assert repr(item) == f"<BulkItem #3 <{len(data)} bytes> sync 1 pages>"
     assert "bytes>" in repr(event)
     assert "PNG" not in repr(event)
     assert item.ok
     assert item.duration == 0.0
+
+
+def test_item_mode_is_a_deprecated_name_for_route() -> None:
+    """`BulkItem.route` is the endpoint used; the old name `mode` still reads it, with a warning."""
+    item = BulkItem(source="a.pdf", index=0, route="async")
+    with pytest.warns(DeprecationWarning, match="route"):
+        assert item.mode == "async"

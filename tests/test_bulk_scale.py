@@ -95,7 +95,7 @@ async def test_faults_at_scale_every_page_right(upstage_emulator: UpstageEmulato
         assert texts(item) == expected[item.sha256], item
         assert item.result is not None
         assert [page.index for page in item.result.pages] == list(range(len(item.result.pages)))
-    assert {item.mode for item in items if item.pages and item.pages > 100} == {"async"}
+    assert {item.route for item in items if item.pages and item.pages > 100} == {"async"}
     assert all(stats.async_submissions[sha(d)] == 1 for d in pdfs)
     assert stats.downloads_with_auth == 0
     assert stats.peak_concurrency <= limits.max_concurrency

@@ -25,6 +25,7 @@ from aioupstage_ocr import (
     ConfigurationError,
     InternalServerError,
     Limits,
+    LinkExpiredError,
     MissingAPIKeyError,
     NotFoundError,
     PermissionDeniedError,
@@ -458,3 +459,66 @@ async def test_sessions_and_keys() -> None:
     await keyless.aclose()
     with pytest.raises(ConfigurationError, match="absolute"):
         Transport(api_key="k", base_url="api.upstage.ai/v1")
+
+
+async def test_expired_link_is_its_own_error(retry_testing: None) -> None:
+    """A storage 403 is a `LinkExpiredError` (a `PermissionDeniedError`), raised at once."""
+    calls = 0
+
+    async def expired(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        body = "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+        return web.Response(text=body, status=403, content_type="application/xml")
+
+    async def no_credit(request: web.Request) -> web.Response:
+        return json_response({"code": "credit", "message": "no credit left"}, 403)
+
+    async with (
+        serve({f"GET {STATUS_PATH}": no_credit}) as api,
+        serve({"GET /r.json": expired}) as storage,
+    ):
+        http = transport(api)
+        try:
+            with pytest.raises(LinkExpiredError) as link:
+                await http.download(f"{storage}/r.json?X-Sig=SECRET", bytes, request_id="r1")
+            with pytest.raises(PermissionDeniedError) as api_error:
+                await http.get_request("r1")
+        finally:
+            await http.aclose()
+    assert calls == 1
+    assert isinstance(link.value, PermissionDeniedError)
+    assert link.value.status_code == 403
+    assert link.value.url == f"{storage}/r.json"
+    assert link.value.code == "AccessDenied"
+    assert link.value.request_id == "r1"
+    assert "SECRET" not in str(link.value)
+    assert not isinstance(api_error.value, LinkExpiredError)
+
+
+async def test_retries_reach_every_listener_and_the_calls_own_hook(retry_testing: None) -> None:
+    """`retry_listeners` hear every retry; a call's `on_retry` hears only its own."""
+    answers = iter([503, 200, 503, 200])
+
+    async def answer(request: web.Request) -> web.Response:
+        status = next(answers)
+        return json_response({"requests": []} if status == 200 else {"message": "busy"}, status)
+
+    first: list[RetryEvent] = []
+    second: list[RetryEvent] = []
+    own: list[RetryEvent] = []
+    async with serve({"GET /v1/document-digitization/requests": answer}) as api:
+        http = transport(api, retries=Retries(attempts=3, initial=0.01, maximum=0.02))
+        http.retry_listeners.append(first.append)
+        http.retry_listeners.append(second.append)
+        try:
+            await http.list_requests(on_retry=own.append)
+            http.retry_listeners.remove(second.append)
+            await http.list_requests()
+        finally:
+            await http.aclose()
+    assert len(first) == 2
+    assert len(second) == 1
+    assert len(own) == 1
+    assert own[0] is first[0] is second[0]
+    assert isinstance(own[0].exception, InternalServerError)

@@ -525,7 +525,7 @@ class OcrCommand:
                     key, type(error).__name__, str(error), sha256=sha256, **stat
                 )
                 await self._row(
-                    ReportRow.failed(key, error, mode=item.mode, request_id=item.request_id)
+                    ReportRow.failed(key, error, mode=item.route, request_id=item.request_id)
                 )
                 return
             await self.journal.record_done(
@@ -533,7 +533,7 @@ class OcrCommand:
                 written,
                 item.pages or item.result.num_pages,
                 sha256=sha256,
-                route=item.mode,
+                route=item.route,
                 request_id=item.request_id,
                 **stat,
             )
@@ -543,7 +543,7 @@ class OcrCommand:
                     "ok",
                     output=os.fspath(written),
                     pages=item.pages if item.pages is not None else item.result.num_pages,
-                    mode=item.mode,
+                    mode=item.route,
                     request_id=item.request_id,
                 )
             )
@@ -552,7 +552,7 @@ class OcrCommand:
         await self.journal.record_failed(
             key, type(error).__name__, str(error), sha256=sha256, **stat
         )
-        await self._row(ReportRow.failed(key, error, mode=item.mode, request_id=item.request_id))
+        await self._row(ReportRow.failed(key, error, mode=item.route, request_id=item.request_id))
 
     async def _row(self, row: ReportRow) -> None:
         if self.report is not None:
