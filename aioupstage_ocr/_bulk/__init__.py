@@ -47,9 +47,10 @@ The parts, each in its own module:
 - `_events`: `BulkEvent`, `BulkStats`; `_counters`: the stats and `on_event`;
 - `_feed`: reading the input lazily; `_window`: the `max_pending` window;
 - `_prepare`: preflight in batches; `_dedupe`: identical documents once;
-- `_gate`: the key gate (one document first); `_outbox`: items out, reordered;
-- `_jobs`: a document's state on its way; `_run`: `BulkRun`, joining them
-  all, sending through the `Engine`, with its lifecycle (`RunState`).
+- `_send`: one document through the key gate (`_gate`), the journal hooks and
+  the `Engine`; `_outbox`: items out, reordered; `_items`: the loop's iterator;
+- `_jobs`: a document's state on its way; `_run`: `BulkRun`, the facade that
+  joins them, with its lifecycle (`RunState`).
 """
 
 from __future__ import annotations

@@ -33,11 +33,12 @@ from ._counters import Counters
 from ._dedupe import Twins
 from ._events import BulkEvent, BulkStats
 from ._feed import feed
-from ._gate import KeyGate
+from ._items import Items
 from ._jobs import Job, RunStopped, single
 from ._outbox import Outbox
 from ._prepare import BATCH, next_batch, prepare_all
-from ._types import BulkItem, Resume, Submission, SubmitHook, name_of
+from ._send import Sender
+from ._types import BulkItem, Resume, SubmitHook, name_of
 from ._window import AdmissionWindow
 
 __all__ = ["DEFAULT_MAX_PENDING", "BulkRun", "RunState"]
@@ -122,19 +123,25 @@ class BulkRun:
         self._owner = owner
         self._documents = documents
         self._mode: Mode = mode
-        self._schema = schema
-        self._before_submit = before_submit
-        self._after_submit = after_submit
         pending = max_pending or DEFAULT_MAX_PENDING
         self._workers = engine.limits.max_open_documents
         # Preflight tasks; each takes whatever is queued, up to a batch.
         self._preflighters = max(2, min(4, -(-self._workers // BATCH)))
         # A full window refills by this many at once, so preflight finds batches.
         self._window = AdmissionWindow(pending, refill=max(1, min(BATCH, pending // 4)))
-        self._gate = KeyGate()
         self._twins = Twins()
         self._outbox = Outbox(ordered=ordered)
         self._counters = Counters(on_event)
+        self._sender = Sender(
+            engine,
+            self._counters,
+            mode=mode,
+            schema=schema,
+            before_submit=before_submit,
+            after_submit=after_submit,
+            fatal=self._is_fatal,
+            accepted=self._accepted,
+        )
         self._state = RunState.NEW
         self._started_at: float | None = None
         self._open: dict[str, Job] = {}  # request id -> first job, until its item is taken
@@ -193,7 +200,13 @@ class BulkRun:
         self._task = asyncio.get_running_loop().create_task(
             self._pipeline(), name="aioupstage-ocr bulk run"
         )
-        return _Items(self, self._outbox.receive)
+        return Items(
+            self._outbox.receive,
+            taken=self._taken,
+            close=self.aclose,
+            abandon=self._abandon,
+            error=lambda: self._error,
+        )
 
     async def __aenter__(self) -> BulkRun:
         return self
@@ -392,72 +405,16 @@ class BulkRun:
                     self._failed(job, exc)
 
     async def _submit(self, job: Job, prepared: PreparedDocument) -> None:
-        """Send a prepared document through the engine's one routing path."""
-        counters = self._counters
-
-        async def before_send(document: PreparedDocument) -> None:
-            job.route = document.route
-            await self._hook(self._before_submit, job, document, None)
-            if document.route == "sync":
-                counters.stats.submitted_sync += 1
-                if counters.hook is not None:
-                    counters.event(BulkEvent("submitted", job.index, job.source, route="sync"))
-
-        probe = await self._gate.enter()
-        try:
-            sent = await self._engine.send(
-                prepared,
-                mode=self._mode,
-                schema=self._schema,
-                before_send=before_send,
-                on_retry=partial(counters.retrying, job),
-            )
-        except Exception as exc:
-            if probe and not self._is_fatal(exc):
-                self._gate.open(probe)
-            raise
-        self._gate.open(probe)
+        sent = await self._sender.send(job, prepared)
         if sent.result is not None:
             self._finish(job, result=sent.result)
             return
-        request_id = sent.request_id
-        assert request_id is not None
-        job.request_id = request_id
-        self._open[request_id] = job
-        counters.stats.submitted_async += 1
-        await self._hook(self._after_submit, job, sent.document, request_id)
-        if counters.hook is not None:
-            counters.event(
-                BulkEvent("submitted", job.index, job.source, request_id=request_id, route="async")
-            )
         assert self._task_group is not None
         self._task_group.start_soon(self._wait, job)
 
-    async def _hook(
-        self,
-        hook: SubmitHook | None,
-        job: Job,
-        prepared: PreparedDocument,
-        request_id: str | None,
-    ) -> None:
-        if hook is None:
-            return
-        submission = Submission(
-            source=job.source,
-            index=job.index,
-            name=prepared.name,
-            sha256=prepared.sha256,
-            size=prepared.size,
-            pages=prepared.pages,
-            route=prepared.route,
-            request_id=request_id,
-        )
-        try:
-            await hook(submission)
-        except Exception as exc:  # noqa: BLE001 - whatever the hook raised stops the run
-            which = "before_submit" if request_id is None else "after_submit"
-            exc.add_note(f"the {which} hook failed for {prepared.name}")
-            raise RunStopped(exc) from None
+    def _accepted(self, job: Job) -> None:
+        assert job.request_id is not None
+        self._open[job.request_id] = job
 
     async def _wait(self, job: Job) -> None:
         assert self._scheduler is not None
@@ -548,53 +505,3 @@ class BulkRun:
     def _deliver(self, item: BulkItem) -> None:
         self._counters.delivered(item)
         self._outbox.put(item)
-
-
-class _Items(AsyncIterator[BulkItem]):
-    """The loop's side of a run: reads finished items; the end, an error or a drop ends the run.
-
-    A plain object rather than an async generator: when the loop leaves
-    (`break`, an exception) and drops it, `__del__` stops the pipeline at once,
-    with no finalizer task left to run; `async with` and `aclose()` also wait
-    for the end.
-    """
-
-    __slots__ = ("_done", "_receive", "_run")
-
-    def __init__(self, run: BulkRun, receive: MemoryObjectReceiveStream[BulkItem]) -> None:
-        self._run = run
-        self._receive = receive
-        self._done = False
-
-    def __aiter__(self) -> _Items:
-        return self
-
-    async def __anext__(self) -> BulkItem:
-        if self._done:
-            raise StopAsyncIteration
-        ended = False
-        try:
-            item = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            ended = True
-        except BaseException:  # cancelled while waiting: end the run before leaving
-            await self._close()
-            raise
-        if ended:
-            await self._close()
-            if self._run._error is not None:
-                raise self._run._error
-            raise StopAsyncIteration
-        self._run._taken(item)
-        return item
-
-    async def _close(self) -> None:
-        self._done = True
-        with anyio.CancelScope(shield=True):
-            await self._run.aclose()
-
-    def __del__(self) -> None:
-        if not self._done:
-            self._done = True
-            self._run._abandon()
-            self._receive.close()

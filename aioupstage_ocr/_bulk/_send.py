@@ -1,0 +1,131 @@
+"""Sending one prepared document of a run: the key gate, the journal hooks, the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from .._engine import Engine, Sent
+from .._preflight import Mode, PreparedDocument
+from ._counters import Counters
+from ._events import BulkEvent
+from ._gate import KeyGate
+from ._jobs import Job, RunStopped
+from ._types import Submission, SubmitHook
+
+__all__ = ["Sender"]
+
+
+class Sender:
+    """Sends a run's documents through `Engine.send`, counting and telling as it goes.
+
+    `before_submit` is awaited right before each send (again when a sync
+    time-out goes async), `after_submit` once an async request id is known;
+    what they raise stops the run (`RunStopped`); `accepted` hears of each
+    async request before `after_submit` runs (it is paid for). The `KeyGate` holds every
+    document but the first until one answer shows the key works; an error
+    `fatal` says would hit them all keeps it shut.
+    """
+
+    __slots__ = (
+        "_accepted",
+        "_after",
+        "_before",
+        "_counters",
+        "_engine",
+        "_fatal",
+        "_gate",
+        "_mode",
+        "_schema",
+    )
+
+    def __init__(
+        self,
+        engine: Engine,
+        counters: Counters,
+        *,
+        mode: Mode,
+        schema: str | None,
+        before_submit: SubmitHook | None,
+        after_submit: SubmitHook | None,
+        fatal: Callable[[BaseException], bool],
+        accepted: Callable[[Job], None],
+    ) -> None:
+        self._engine = engine
+        self._counters = counters
+        self._mode: Mode = mode
+        self._schema = schema
+        self._before = before_submit
+        self._after = after_submit
+        self._fatal = fatal
+        self._accepted = accepted
+        self._gate = KeyGate()
+
+    async def send(self, job: Job, prepared: PreparedDocument) -> Sent:
+        """Send `job`'s document; the sync result, or the async request id (on `job` too)."""
+        counters = self._counters
+
+        async def before_send(document: PreparedDocument) -> None:
+            job.route = document.route
+            await self._hook(self._before, job, document, None)
+            if document.route == "sync":
+                counters.stats.submitted_sync += 1
+                if counters.hook is not None:
+                    counters.event(BulkEvent("submitted", job.index, job.source, route="sync"))
+
+        probe = await self._gate.enter()
+        try:
+            sent = await self._engine.send(
+                prepared,
+                mode=self._mode,
+                schema=self._schema,
+                before_send=before_send,
+                on_retry=partial(counters.retrying, job),
+            )
+        except Exception as exc:
+            if probe and not self._fatal(exc):
+                self._gate.open(probe)
+            raise
+        self._gate.open(probe)
+        if sent.request_id is not None:
+            job.request_id = sent.request_id
+            self._accepted(job)
+            counters.stats.submitted_async += 1
+            await self._hook(self._after, job, sent.document, sent.request_id)
+            if counters.hook is not None:
+                counters.event(
+                    BulkEvent(
+                        "submitted",
+                        job.index,
+                        job.source,
+                        request_id=sent.request_id,
+                        route="async",
+                    )
+                )
+        return sent
+
+    async def _hook(
+        self,
+        hook: SubmitHook | None,
+        job: Job,
+        prepared: PreparedDocument,
+        request_id: str | None,
+    ) -> None:
+        if hook is None:
+            return
+        submission = Submission(
+            source=job.source,
+            index=job.index,
+            name=prepared.name,
+            sha256=prepared.sha256,
+            size=prepared.size,
+            pages=prepared.pages,
+            route=prepared.route,
+            request_id=request_id,
+        )
+        try:
+            await hook(submission)
+        except Exception as exc:  # noqa: BLE001 - whatever the hook raised stops the run
+            which = "before_submit" if request_id is None else "after_submit"
+            exc.add_note(f"the {which} hook failed for {prepared.name}")
+            raise RunStopped(exc) from None
