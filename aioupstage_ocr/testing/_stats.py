@@ -60,6 +60,14 @@ class EmulatorStats:
         self.in_flight = in_flight
         self.peak_concurrency = in_flight
 
+    def copy(self) -> EmulatorStats:
+        """The counters as they are now, in a copy that later requests leave alone."""
+        copied = EmulatorStats()
+        for item in fields(self):
+            value = getattr(self, item.name)
+            setattr(copied, item.name, Counter(value) if isinstance(value, Counter) else value)
+        return copied
+
     def as_dict(self) -> dict[str, object]:
         """Plain data (JSON-ready; counter keys as strings)."""
         out: dict[str, object] = {}
