@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from aioupstage_ocr import AsyncUpstageOCR, Polling
-from aioupstage_ocr._retry import set_testing
-from aioupstage_ocr.testing import UpstageEmulator
+from aioupstage_ocr import AsyncUpstageOCR
+from aioupstage_ocr.testing import set_testing
 
 #: Real public documents beside the project (never copied into it).
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
@@ -29,9 +28,6 @@ def samples() -> Path:
 #: A key distinctive enough to search for in every repr, message and file.
 TEST_KEY = "up_TEST-key-7f3a9c1e5b2d4680-do-not-leak"
 
-#: Polls fast enough that an async document finishes in a fraction of a second.
-FAST_POLLING = Polling(initial=0.02, maximum=0.1, factor=1.5, jitter=0.1)
-
 
 @pytest.fixture
 def retry_testing() -> Iterator[None]:
@@ -40,15 +36,16 @@ def retry_testing() -> Iterator[None]:
         yield
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(
-    upstage_emulator: UpstageEmulator, retry_testing: None
-) -> AsyncIterator[AsyncUpstageOCR]:
-    """A client bound to the test's emulator, with zero retry waits and fast polling."""
-    async with AsyncUpstageOCR(
-        TEST_KEY, base_url=upstage_emulator.base_url, polling=FAST_POLLING
-    ) as ocr_client:
-        yield ocr_client
+@pytest.fixture
+def upstage_client_options() -> dict[str, Any]:
+    """The plugin's `upstage_client` sends the distinctive test key."""
+    return {"api_key": TEST_KEY}
+
+
+@pytest.fixture
+def client(upstage_client: AsyncUpstageOCR) -> AsyncUpstageOCR:
+    """The plugin's `upstage_client`: on the test's emulator, zero retry waits, fast polls."""
+    return upstage_client
 
 
 @pytest.fixture
