@@ -126,6 +126,12 @@ STRICT_MODE = {
         @pytest.mark.asyncio
         async def test_the_client_fixture(upstage_client):
             assert (await upstage_client.ocr(make_pdf(1), filename="y.pdf")).num_pages == 1
+
+        class TestInAClass:
+            @pytest.mark.asyncio
+            async def test_method(self, upstage_client, upstage_emulator):
+                assert (await upstage_client.ocr(make_pdf(1), filename="z.pdf")).num_pages == 1
+                assert upstage_emulator.stats.uploads == 1
         """,
     "test_anyio.py": """
         @pytest.fixture
@@ -208,11 +214,11 @@ def run_pytest(folder: Path, files: dict[str, str], *args: str) -> dict[str, Out
     assert report.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
     outcomes = {}
     for case in ElementTree.parse(report).iter("testcase"):
-        module = case.get("classname", "").replace(".", "/")
+        module, *within = case.get("classname", "").split(".")  # the files are top-level
         problem = next(iter(case), None)
         result = "passed" if problem is None else problem.tag.replace("failure", "failed")
         text = "" if problem is None else f"{problem.get('message')}\n{problem.text}"
-        outcomes[f"{module}.py::{case.get('name')}"] = Outcome(result, text)
+        outcomes["::".join([f"{module}.py", *within, case.get("name", "")])] = Outcome(result, text)
     return outcomes
 
 
@@ -230,7 +236,9 @@ def strict_mode(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
 
 def results(outcomes: dict[str, Outcome], name: str) -> dict[str, str]:
     """The tests of one user file: name -> result, every failure's message in the assert."""
-    mine = {node.split("::")[1]: o for node, o in outcomes.items() if node.startswith(name)}
+    mine = {
+        node.split("::", 1)[1]: o for node, o in outcomes.items() if node.startswith(f"{name}::")
+    }
     problems = "\n".join(f"{test}: {o.message}" for test, o in mine.items() if o.message)
     assert mine, f"no test of {name} ran: {outcomes}"
     return {test: o.result for test, o in mine.items()} | ({"": problems} if problems else {})
@@ -250,6 +258,7 @@ def test_strict_mode_with_the_asyncio_marker(strict_mode: dict[str, Outcome]) ->
     assert results(strict_mode, "test_strict.py") == {
         "test_my_code": "passed",
         "test_the_client_fixture": "passed",
+        "TestInAClass::test_method": "passed",
     }
 
 
