@@ -57,6 +57,25 @@ def test_stop_ends_the_thread_and_the_emulator() -> None:
         requests.get(f"http://127.0.0.1:{port}/_emulator/stats", timeout=5)
 
 
+def test_stop_is_bounded_when_closing_hangs() -> None:
+    runner = EmulatorThread(timeout=0.3).start()
+    release = threading.Event()
+    close = runner.emulator.close
+
+    async def stuck_close() -> None:
+        await asyncio.to_thread(release.wait, 30)
+        await close()
+
+    runner.call(lambda emulator: setattr(emulator, "close", stuck_close))
+    with pytest.raises(TimeoutError, match="did not end within"):
+        runner.stop()
+    release.set()
+    runner.timeout = 30.0
+    runner.stop()
+    assert runner._thread is not None
+    assert not runner._thread.is_alive()
+
+
 def test_driven_from_many_threads_at_once() -> None:
     """Posts, stats and configure from eight threads: every count adds up."""
     images = [make_image(seed=n) for n in range(16)]
