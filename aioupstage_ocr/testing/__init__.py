@@ -26,12 +26,13 @@ from ._documents import make_image, make_pdf, make_tiff, page_text
 from ._emulator import UpstageEmulator
 from ._ocr import emulated_text
 from ._stats import EmulatorStats
-from ._thread import EmulatorThread
+from ._thread import EmulatorThread, LiveStats
 
 __all__ = [
     "EmulatorConfig",
     "EmulatorStats",
     "EmulatorThread",
+    "LiveStats",
     "UpstageEmulator",
     "emulated_text",
     "make_image",
