@@ -1,30 +1,31 @@
-"""Typed results and statuses, parsed from either documented response shape.
+"""Typed results and statuses, parsed from either response shape.
 
 ```python
 result = parse_result(body)          # bytes, str or a mapping; either shape
 result.text, result.pages[0].words[0].bbox
-result.save("scan.ocr.json")         # the sync shape, atomically
+result.save("scan.ocr.json")         # the service's answer as it came, atomically
 
 status = parse_request_status(body)  # GET .../requests/{id}
 merged = merge_batches(status.id, status.total_pages, [(1, 10, r1), (11, 12, r2)])
 ```
 
-The service documents two shapes for one result (see `upstage-ocr-api.md`):
+Two shapes carry one result (see `upstage-ocr-api.md`):
 
-- the sync shape: `api`, `model`, `pages[].words[].bounding_box.vertices` as
-  ratios of the page size, `usage.pages`;
-- the other shape: `apiVersion`, `modelVersion`, `numBilledPages`, top-level
-  `text` and `confidence`, `metadata.pages[]` (`page` from 1, `width`,
-  `height`), pages with `width`/`height`/`confidence`, and words whose
-  `boundingBox.vertices` are pixels.
+- the live shape, the one every recorded answer of the service has:
+  `apiVersion`, `modelVersion`, `numBilledPages`, top-level `text` and
+  `confidence`, `metadata.pages[]` (`page` from 1, `width`, `height`), pages
+  with `width`/`height`/`confidence`, and words whose `boundingBox.vertices`
+  are integer pixels, word ids counting across the document;
+- the seed shape: `api`, `model`, `usage.pages`, pages without sizes, and
+  `pages[].words[].bounding_box.vertices` as ratios of the page size.
 
-Both parse to the same `OCRResult`, whose `raw` is always the sync shape:
-the other shape's names are mapped (`numBilledPages` to `usage.pages`), pixel
-vertices are divided by the page size, `metadata.pages` entries move onto
-their page, the top-level `text` is dropped (it is the pages' text), and every
-unknown field is kept where it was. A vertex that lacks `x` or `y` has 0 there
-(protobuf JSON leaves zeros out). Pixel vertices on a page of unknown size are
-an error, unless every coordinate lies in 0..1, which is then read as a ratio.
+Both parse to the same typed `OCRResult`, whose `raw` is the answer itself,
+never rewritten: saving a result gives back what the service sent. The typed
+side reads a page's size from the page or else its `metadata.pages` entry,
+keeps each box's vertices as served and works the other unit out on access.
+A vertex that lacks `x` or `y` has 0 there (protobuf JSON leaves zeros out).
+Pixel vertices on a page of unknown size are an error, unless every
+coordinate lies in 0..1, which is then read as a ratio.
 
 Anything else that does not fit raises `ResponseValidationError` naming the
 place, e.g. `pages[3].words[7]: no 'text'`; never `KeyError` or `TypeError`.
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 _NUMBER = frozenset({int, float})  # `type(x) in _NUMBER` leaves out bool on purpose
-_ALT_TOP = ("apiVersion", "modelVersion", "numBilledPages")
+_LIVE_TOP = ("apiVersion", "modelVersion", "numBilledPages")
 
 
 class _Invalid(Exception):  # noqa: N818 - internal signal, turned into ResponseValidationError
@@ -111,19 +112,41 @@ def _box(points: tuple[tuple[float, float], ...]) -> BoundingBox:
 
 @dataclass(frozen=True, slots=True)
 class Word:
-    """One recognised word.
+    """One recognised word, as the service served it.
 
-    `vertices` are ratios of the page size (0..1), usually four points clockwise
-    from top-left. `page_size` is the page's `(width, height)` in pixels where
-    known; `pixel_vertices` and `pixel_bbox` are worked out from it on access,
-    so parsing pays nothing for them. `id` counts from 0 within its page.
+    `points` are the box's vertices exactly as served, usually four, clockwise
+    from the text's own top-left: on rotated text a rotated quadrilateral, kept
+    as it came. They are pixels of the page as the service saw it
+    (`in_pixels`: the live shape's `boundingBox`; an image's own pixels, a PDF
+    page's points at 150 dpi) or ratios of the page size (the seed shape's
+    `bounding_box`). `vertices` and `pixel_vertices` give both units, worked out
+    on access, so parsing pays nothing for them; `bbox` and `pixel_bbox` are the
+    axis-aligned boxes around them. `page_size` is the page's `(width, height)`
+    in pixels where known.
+
+    `id` is as served: in the live shape it counts across the whole document
+    (a merged async document is renumbered so), in the seed shape within its
+    page. `text` can be empty: the service sends such words.
     """
 
     id: int
     text: str
     confidence: float | None
-    vertices: tuple[tuple[float, float], ...]
+    points: tuple[tuple[float, float], ...]
     page_size: tuple[int, int] | None = None
+    in_pixels: bool = False
+
+    def __post_init__(self) -> None:
+        if self.in_pixels and self.page_size is None:
+            raise ValueError("a Word in pixels needs its page_size")
+
+    @property
+    def vertices(self) -> tuple[tuple[float, float], ...]:
+        """The vertices in ratios of the page size (0..1)."""
+        if not self.in_pixels:
+            return self.points
+        width, height = self.page_size  # type: ignore[misc]  # set with pixels (__post_init__)
+        return tuple([(x / width, y / height) for x, y in self.points])
 
     @property
     def bbox(self) -> BoundingBox:
@@ -132,11 +155,20 @@ class Word:
 
     @property
     def pixel_vertices(self) -> tuple[tuple[int, int], ...] | None:
-        """`vertices` in pixels (rounded), or None where the page size is unknown."""
+        """The vertices in pixels, or None where the page size is unknown.
+
+        The served integers themselves in the live shape; ratios times the page
+        size, rounded, in the seed shape.
+        """
+        points = self.points
+        if self.in_pixels:
+            if all(type(x) is int and type(y) is int for x, y in points):
+                return points  # type: ignore[return-value]  # checked: all integers
+            return tuple([(round(x), round(y)) for x, y in points])
         if self.page_size is None:
             return None
         width, height = self.page_size
-        return tuple([(round(x * width), round(y * height)) for x, y in self.vertices])
+        return tuple([(round(x * width), round(y * height)) for x, y in points])
 
     @property
     def pixel_bbox(self) -> BoundingBox | None:
@@ -151,30 +183,45 @@ _new_object = object.__new__
 _set_word_id = Word.__dict__["id"].__set__
 _set_word_text = Word.__dict__["text"].__set__
 _set_word_confidence = Word.__dict__["confidence"].__set__
-_set_word_vertices = Word.__dict__["vertices"].__set__
+_set_word_points = Word.__dict__["points"].__set__
 _set_word_page_size = Word.__dict__["page_size"].__set__
+_set_word_in_pixels = Word.__dict__["in_pixels"].__set__
 
 
 def _new_word(
     word_id: int,
     text: str,
     confidence: float | None,
-    vertices: tuple[tuple[float, float], ...],
+    points: tuple[tuple[float, float], ...],
     page_size: tuple[int, int] | None,
+    *,
+    in_pixels: bool,
 ) -> Word:
     """`Word(...)`, fast: the same object, built by setting each slot."""
     word: Word = _new_object(Word)
     _set_word_id(word, word_id)
     _set_word_text(word, text)
     _set_word_confidence(word, confidence)
-    _set_word_vertices(word, vertices)
+    _set_word_points(word, points)
     _set_word_page_size(word, page_size)
+    _set_word_in_pixels(word, in_pixels)
     return word
+
+
+def _renumbered(word: Word, word_id: int) -> Word:
+    return _new_word(
+        word_id, word.text, word.confidence, word.points, word.page_size, in_pixels=word.in_pixels
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page: `index` from 0 in its document; size in pixels where known."""
+    """One page: `index` from 0 in its document; size in pixels where known.
+
+    `width` and `height` are the page as the service saw it (the live shape
+    sends them on the page and in `metadata.pages`); `text` is the page's text
+    as served (the service joins its lines with `" \\n"`).
+    """
 
     index: int
     text: str
@@ -192,8 +239,11 @@ class Page:
 class OCRResult:
     """A document's OCR result.
 
-    `raw` is the whole result as JSON in the sync shape (unknown fields kept);
-    treat it as read-only, like the rest of the object.
+    `raw` is the service's own answer, in the shape it came: a sync answer
+    exactly as decoded (same keys, same values, integers kept integers); an
+    async document its batches merged as if the service had answered the whole
+    document at once (see `merge_batches`). Unknown fields are kept. Treat it
+    as read-only, like the rest of the object.
     """
 
     pages: tuple[Page, ...]
@@ -205,8 +255,15 @@ class OCRResult:
 
     @property
     def text(self) -> str:
-        """The pages' text, joined with one `"\\n"` between pages."""
-        return "\n".join([page.text for page in self.pages])
+        """The document's text as the service gives it.
+
+        The answer's top-level `text` where it has one (the live shape); else
+        the pages' texts joined as the service joins them, with no separator.
+        """
+        text = self.raw.get("text")
+        if type(text) is str:
+            return text
+        return "".join([page.text for page in self.pages])
 
     @property
     def num_pages(self) -> int:
@@ -214,10 +271,15 @@ class OCRResult:
         return len(self.pages)
 
     @property
-    def usage_pages(self) -> int | None:
-        """The billed page count (`usage.pages`), where the service reported one."""
-        usage = self.raw.get("usage")
-        pages = usage.get("pages") if type(usage) is dict else None
+    def billed_pages(self) -> int | None:
+        """The pages billed: `numBilledPages` (live shape) or `usage.pages` (seed shape).
+
+        None where the service reported neither.
+        """
+        pages = self.raw.get("numBilledPages")
+        if pages is None:
+            usage = self.raw.get("usage")
+            pages = usage.get("pages") if type(usage) is dict else None
         return pages if type(pages) is int else None
 
     def to_json(self, *, indent: bool = False) -> bytes:
@@ -244,11 +306,11 @@ class OCRResult:
 def parse_result(
     body: bytes | bytearray | memoryview | str | Mapping[str, Any], *, source: str | None = None
 ) -> OCRResult:
-    """Parse an OCR result in either documented shape into an `OCRResult`.
+    """Parse an OCR result in either shape into an `OCRResult` whose `raw` is it, unchanged.
 
-    `body` is the JSON text, or an already decoded mapping (copied first, so the
-    caller's object is never changed; passing the bytes is faster). `source`
-    (a file name, a request id and batch) prefixes error messages.
+    `body` is the JSON text, or an already decoded mapping (copied first, so
+    `raw` never shares objects with the caller's; passing the bytes is faster).
+    `source` (a file name, a request id and batch) prefixes error messages.
     Raises `ResponseValidationError` naming what is missing and where.
     """
     small = isinstance(body, bytes | bytearray | memoryview | str) and len(body) < _GC_PAUSE_BYTES
@@ -282,7 +344,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _decode(body: object, source: str | None, what: str) -> Any:
-    """JSON text to a fresh object; anything else to a deep copy (the parse edits in place)."""
+    """JSON text to a fresh object; anything else to a deep copy of it as plain JSON."""
     where = f"{source}: " if source else ""
     try:
         if isinstance(body, bytes | bytearray | memoryview | str):
@@ -305,6 +367,14 @@ def _what(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _is_live(data: dict[str, Any]) -> bool:
+    """Whether a result is in the live shape (`apiVersion`, `metadata.pages`, pixel boxes)."""
+    if any(key in data for key in _LIVE_TOP):
+        return True
+    metadata = data.get("metadata")
+    return type(metadata) is dict and "pages" in metadata
+
+
 def _parse_result(data: Any) -> OCRResult:
     if type(data) is not dict:
         raise _Invalid("body", f"is not a JSON object (got {_what(data)})")
@@ -314,18 +384,19 @@ def _parse_result(data: Any) -> OCRResult:
             "no 'pages'" if pages_raw is None else f"'pages' is not a list ({_what(pages_raw)})"
         )
         raise _Invalid("body", reason)
-    metadata_raw = data.get("metadata")
-    other_shape = any(key in data for key in _ALT_TOP) or (
-        type(metadata_raw) is dict and "pages" in metadata_raw
-    )
-    metadata = _metadata_pages(metadata_raw) if other_shape else {}
-    pages = tuple([_parse_page(page, i, metadata.get(i + 1)) for i, page in enumerate(pages_raw)])
-    if other_shape:
-        data = _to_sync_top(data)
-    model = data.get("model")
+    live = _is_live(data)
+    metadata = _metadata_pages(data.get("metadata")) if live else {}
+    pages: list[Page] = []
+    words_before = 0  # the live shape counts word ids across the document
+    for i, page in enumerate(pages_raw):
+        parsed = _parse_page(page, i, metadata.get(i + 1), live, words_before if live else 0)
+        pages.append(parsed)
+        words_before += len(parsed.words)
+    key = "modelVersion" if "modelVersion" in data else "model"
+    model = data.get(key)
     if model is not None and type(model) is not str:
-        raise _Invalid("model", f"is not a string ({_what(model)})")
-    return OCRResult(pages, model, data)
+        raise _Invalid(key, f"is not a string ({_what(model)})")
+    return OCRResult(tuple(pages), model, data)
 
 
 def _metadata_pages(metadata: object) -> dict[int, dict[str, Any]]:
@@ -350,36 +421,15 @@ def _metadata_pages(metadata: object) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _to_sync_top(data: dict[str, Any]) -> dict[str, Any]:
-    """The other shape's top level, renamed to the sync shape's (unknown fields kept)."""
-    out: dict[str, Any] = {}
-    api = data["api"] if "api" in data else data.get("apiVersion")
-    if api is not None:
-        out["api"] = api
-    model = data["model"] if "model" in data else data.get("modelVersion")
-    if model is not None:
-        out["model"] = model
-    out["pages"] = data["pages"]
-    usage = data.get("usage")
-    if usage is None and data.get("numBilledPages") is not None:
-        usage = {"pages": data["numBilledPages"]}
-    if usage is not None:
-        out["usage"] = usage
-    for key, value in data.items():
-        if key in out or key in _ALT_TOP or key in ("api", "model", "usage", "text"):
-            continue
-        if key == "metadata" and type(value) is dict:
-            rest = {k: v for k, v in value.items() if k != "pages"}  # pages moved onto pages
-            if rest:
-                out["metadata"] = rest
-            continue
-        out[key] = value
-    return out
+def _size(page: dict[str, Any], meta: dict[str, Any] | None, key: str, where: str) -> int | None:
+    """A page dimension in pixels, from the page or else its `metadata.pages` entry.
 
-
-def _size(page: dict[str, Any], key: str, where: str) -> int | None:
-    """A page dimension in pixels; None where absent or 0 (protobuf JSON leaves zeros out)."""
+    None where absent or 0 (protobuf JSON leaves zeros out).
+    """
     value = page.get(key)
+    if value is None and meta is not None:
+        value = meta.get(key)
+        where = f"metadata.pages[page {meta.get('page')}]"
     if value is None:
         return None
     if type(value) not in _NUMBER:
@@ -399,40 +449,48 @@ def _number(value: object, key: str, where: str) -> float | None:
     raise _Invalid(where, f"'{key}' is not a number ({_what(value)})")
 
 
-def _parse_page(page: object, index: int, meta: dict[str, Any] | None) -> Page:
+def _parse_page(
+    page: object, index: int, meta: dict[str, Any] | None, live: bool, first_word_id: int
+) -> Page:
     where = f"pages[{index}]"
     if type(page) is not dict:
         raise _Invalid(where, f"is not an object ({_what(page)})")
-    if meta:
-        for key, value in meta.items():
-            if key != "page" and page.get(key) is None:
-                page[key] = value
     text = page.get("text")
     if type(text) is not str:
         raise _Invalid(
             where, "no 'text'" if text is None else f"'text' is not a string ({_what(text)})"
         )
-    if page.get("id") is None:
-        page["id"] = index
-    width = _size(page, "width", where)
-    height = _size(page, "height", where)
+    width = _size(page, meta, "width", where)
+    height = _size(page, meta, "height", where)
     confidence = _number(page.get("confidence"), "confidence", where)
     words_raw = page.get("words")
     if words_raw is None:
-        page["words"] = words_raw = []
+        words_raw = []
     elif type(words_raw) is not list:
         raise _Invalid(where, f"'words' is not a list ({_what(words_raw)})")
     if width is None or height is None:
         width = height = None
-    words = _parse_words(words_raw, where, width, height)
+    words = _parse_words(words_raw, where, width, height, live=live, first_word_id=first_word_id)
     return Page(index, text, words, width, height, confidence)
 
 
 def _parse_words(
-    words_raw: list[Any], page_where: str, width: int | None, height: int | None
+    words_raw: list[Any],
+    page_where: str,
+    width: int | None,
+    height: int | None,
+    *,
+    live: bool,
+    first_word_id: int,
 ) -> tuple[Word, ...]:
-    """The hot loop: one pass over a page's words, checking and building as it goes."""
+    """The hot loop: one pass over a page's words, checking and building as it goes.
+
+    A word without an `id` gets its place: in the page (seed shape), or in the
+    document from `first_word_id` (live shape). Boxes are kept as served.
+    """
     page_size = None if width is None or height is None else (width, height)
+    # The shape's own box key first; a word with the other one is read too.
+    key, other = ("boundingBox", "bounding_box") if live else ("bounding_box", "boundingBox")
     out: list[Word] = []
     append = out.append
     chain_from = chain.from_iterable
@@ -448,49 +506,41 @@ def _parse_words(
             if word_id is not None:
                 where = f"{page_where}.words[{j}]"
                 raise _Invalid(where, f"'id' is not an integer ({_what(word_id)})")
-            word["id"] = word_id = j
+            word_id = first_word_id + j
         confidence = word.get("confidence")
         if confidence is not None and type(confidence) is not float:
             confidence = _number(confidence, "confidence", f"{page_where}.words[{j}]")
-        box = word.get("bounding_box")
+        box_key = key
+        box = word.get(key)
+        if box is None:
+            box_key = other
+            box = word.get(other)
+            if box is None:
+                raise _Invalid(f"{page_where}.words[{j}]", f"no '{key}'")
         if type(box) is dict and type(listed := box.get("vertices")) is list and listed:
             try:  # the common case, inline; _vertices has the same fast path and explains misfits
-                vertices = tuple(map(_XY, listed))
-                sum(chain_from(vertices))  # TypeError unless all are numbers
+                points = tuple(map(_XY, listed))
+                sum(chain_from(points))  # TypeError unless all are numbers
             except (KeyError, TypeError):
-                vertices = _vertices(box, page_where, j, "bounding_box")
-        elif box is not None:
-            vertices = _vertices(box, page_where, j, "bounding_box")
+                points = _vertices(box, page_where, j, box_key)
         else:
-            vertices = _pixel_vertices(word, page_where, j, page_size)
-        append(_new_word(word_id, text, confidence, vertices, page_size))
+            points = _vertices(box, page_where, j, box_key)
+        in_pixels = box_key == "boundingBox"
+        if in_pixels and page_size is None:
+            in_pixels = _pixels_without_size(points, f"{page_where}.words[{j}].{box_key}")
+        append(_new_word(word_id, text, confidence, points, page_size, in_pixels=in_pixels))
     return tuple(out)
 
 
-def _pixel_vertices(
-    word: dict[str, Any], page_where: str, j: int, page_size: tuple[int, int] | None
-) -> tuple[tuple[float, float], ...]:
-    """The other shape's `boundingBox` (pixels) as ratios; rewrites the word to the sync shape."""
-    box = word.get("boundingBox")
-    if box is None:
-        raise _Invalid(f"{page_where}.words[{j}]", "no 'bounding_box'")
-    points = _vertices(box, page_where, j, "boundingBox")
-    if page_size is not None:
-        width, height = page_size
-        vertices = tuple([(x / width, y / height) for x, y in points])
-    elif all(0 <= c <= 1 for c in chain.from_iterable(points)):
-        vertices = points
-    else:
-        raise _Invalid(
-            f"{page_where}.words[{j}].boundingBox",
-            "pixel coordinates, but the page size is unknown "
-            "(no 'width'/'height' on the page or in metadata.pages)",
-        )
-    new_box = {k: v for k, v in box.items() if k != "vertices"}
-    new_box["vertices"] = [{"x": x, "y": y} for x, y in vertices]
-    del word["boundingBox"]
-    word["bounding_box"] = new_box
-    return vertices
+def _pixels_without_size(points: tuple[tuple[float, float], ...], where: str) -> bool:
+    """A pixel box on a page of unknown size: read as ratios if every value is in 0..1."""
+    if all(0 <= c <= 1 for c in chain.from_iterable(points)):
+        return False
+    raise _Invalid(
+        where,
+        "pixel coordinates, but the page size is unknown "
+        "(no 'width'/'height' on the page or in metadata.pages)",
+    )
 
 
 _XY = itemgetter("x", "y")
@@ -529,21 +579,76 @@ def _vertices_slow(vertices: list[Any], where: str) -> tuple[tuple[float, float]
 def merge_batches(
     request_id: str, total_pages: int, batches: Iterable[tuple[int, int, OCRResult]]
 ) -> OCRResult:
-    """Join an async request's batch results into one document.
+    """Join an async request's batch results into one document, as the service would answer it.
 
     `batches` holds `(start_page, end_page, result)` in any order, pages
     counted from 1 as in the request status. Pages are placed by `start_page`
-    (never by the page ids inside a batch), renumbered from 0; `usage.pages` is
-    the sum of the batches' (left out unless every batch reported it); the
-    model is the first one a batch names. Other top-level fields come from the
-    first batch, except `confidence`, which described that batch only. The
-    batch results are not changed.
+    (never by the page ids inside a batch) and their `id`s renumbered from 0.
+    The merged `raw` has the first batch's top-level keys, in its order, with:
+    `pages` joined; in the live shape, word `id`s renumbered across the
+    document and `metadata.pages` joined with `page` renumbered from 1;
+    `numBilledPages` or `usage.pages` summed (left out unless every batch
+    reported it); `text` the pages' texts joined with no separator and
+    `confidence` the lowest page's, as the service computes them; the model the
+    first one a batch names. Other fields come from the first batch. The batch
+    results are not changed.
 
     Raises `IncompleteResultError`, naming the request and the pages, when a
     batch's page count differs from its range or pages 1..total_pages are not
     covered exactly once.
     """
     items = sorted(batches, key=lambda item: (item[0], item[1]))
+    _check_coverage(request_id, total_pages, items)
+    pages: list[Page] = []
+    raw_pages: list[dict[str, Any]] = []
+    meta_pages: list[dict[str, Any]] = []
+    word_id = 0
+    for _start, _end, result in items:
+        live = _is_live(result.raw)
+        meta = _metadata_pages(result.raw.get("metadata")) if live else {}
+        for k, (served, served_raw) in enumerate(
+            zip(result.pages, result.raw["pages"], strict=True)
+        ):
+            index = len(pages)
+            page, raw_page = served, served_raw
+            if live:
+                page, raw_page = _renumber_words(page, raw_page, word_id)
+                word_id += len(page.words)
+                meta_pages.append(_meta_entry(meta.get(k + 1), page, index + 1))
+            pages.append(page if page.index == index else dataclasses.replace(page, index=index))
+            raw_pages.append(raw_page if raw_page.get("id") == index else {**raw_page, "id": index})
+    raws = [result.raw for _s, _e, result in items]
+    model = next((r.model for _s, _e, r in items if r.model is not None), None)
+    merged: dict[str, Any] = {}
+    for key, value in raws[0].items():
+        if key == "pages":
+            merged[key] = raw_pages
+        elif key in ("model", "modelVersion"):
+            merged[key] = model
+        elif key == "metadata" and type(value) is dict and "pages" in value:
+            merged[key] = {**value, "pages": meta_pages}
+        elif key == "numBilledPages":
+            billed = [r.get(key) for r in raws]
+            if all(type(b) is int for b in billed):
+                merged[key] = sum(billed)
+        elif key == "usage" and type(value) is dict:
+            counts = [r.billed_pages for _s, _e, r in items]
+            if None not in counts:
+                merged[key] = {**value, "pages": sum(c for c in counts if c is not None)}
+        elif key == "text":
+            merged[key] = "".join([page.text for page in pages])
+        elif key == "confidence":
+            lowest = _lowest_confidence(pages, raws)
+            if lowest is not None:
+                merged[key] = lowest
+        else:
+            merged[key] = value
+    return OCRResult(tuple(pages), model, merged)
+
+
+def _check_coverage(
+    request_id: str, total_pages: int, items: list[tuple[int, int, OCRResult]]
+) -> None:
     prefix = f"request {request_id}"
     if total_pages < 1:
         raise IncompleteResultError(f"{prefix}: total_pages is {total_pages}, nothing to merge")
@@ -573,28 +678,37 @@ def merge_batches(
             + "; ".join(problems)
         )
 
-    pages: list[Page] = []
-    raw_pages: list[dict[str, Any]] = []
-    for _start, _end, result in items:
-        for page, raw_page in zip(result.pages, result.raw["pages"], strict=True):
-            index = len(pages)
-            pages.append(page if page.index == index else dataclasses.replace(page, index=index))
-            raw_pages.append(raw_page if raw_page.get("id") == index else {**raw_page, "id": index})
-    first = items[0][2].raw
-    model = next((r.model for _s, _e, r in items if r.model is not None), None)
-    usages = [r.usage_pages for _s, _e, r in items]
-    merged: dict[str, Any] = {}
-    if "api" in first:
-        merged["api"] = first["api"]
-    if model is not None:
-        merged["model"] = model
-    merged["pages"] = raw_pages
-    if None not in usages:
-        merged["usage"] = {**first["usage"], "pages": sum(u for u in usages if u is not None)}
-    for key, value in first.items():
-        if key not in merged and key not in ("model", "usage", "confidence"):
-            merged[key] = value
-    return OCRResult(tuple(pages), model, merged)
+
+def _renumber_words(
+    page: Page, raw_page: dict[str, Any], first_id: int
+) -> tuple[Page, dict[str, Any]]:
+    """A live-shape page with its word ids counting from `first_id` (unchanged if they do)."""
+    if all(word.id == first_id + j for j, word in enumerate(page.words)):
+        return page, raw_page
+    words = tuple([_renumbered(word, first_id + j) for j, word in enumerate(page.words)])
+    raw_words = [
+        raw if raw.get("id") == first_id + j else {**raw, "id": first_id + j}
+        for j, raw in enumerate(raw_page.get("words") or ())
+    ]
+    return dataclasses.replace(page, words=words), {**raw_page, "words": raw_words}
+
+
+def _meta_entry(entry: dict[str, Any] | None, page: Page, number: int) -> dict[str, Any]:
+    """A page's `metadata.pages` entry, numbered `number`; made from its size if it had none."""
+    if entry is None:
+        entry = {"height": page.height, "page": number, "width": page.width}
+    return entry if entry.get("page") == number else {**entry, "page": number}
+
+
+def _lowest_confidence(pages: list[Page], raws: list[dict[str, Any]]) -> float | None:
+    """The lowest page's confidence, as the service reports; else the lowest batch's."""
+    found = [page.confidence for page in pages]
+    if found and None not in found:
+        return min(c for c in found if c is not None)
+    batch = [r.get("confidence") for r in raws]
+    if all(type(c) in _NUMBER for c in batch):
+        return min(batch)  # type: ignore[type-var]  # checked: all numbers
+    return None
 
 
 def _ranges(numbers: list[int]) -> str:

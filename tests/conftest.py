@@ -13,6 +13,8 @@ from aioupstage_ocr.testing import set_testing
 
 #: Real public documents beside the project (never copied into it).
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
+#: Real documents and the live service's answers to them, beside the project too.
+REAL_OCR = SAMPLES.parent / "real-ocr"
 
 
 @pytest.fixture
@@ -21,6 +23,14 @@ def samples() -> Path:
     if not SAMPLES.is_dir():
         pytest.skip(f"no sample documents at {SAMPLES}")
     return SAMPLES
+
+
+@pytest.fixture
+def real_ocr() -> Path:
+    """The shared real-ocr folder (documents and `<stem>.response.json`); skips where absent."""
+    if not REAL_OCR.is_dir():
+        pytest.skip(f"no recorded answers at {REAL_OCR}")
+    return REAL_OCR
 
 
 # --------------------------------------------------------------------------- client fixtures

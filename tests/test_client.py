@@ -70,7 +70,7 @@ async def test_sync_and_async_agree_page_for_page(
     assert texts(by_async) == texts(by_sync)
     assert words(by_async) == words(by_sync)
     assert [p.index for p in by_async.pages] == list(range(23))
-    assert by_async.raw["usage"] == by_sync.raw["usage"] == {"pages": 23}
+    assert by_async.billed_pages == by_sync.billed_pages == 23
     stats = upstage_emulator.stats
     assert (stats.sync_submissions[sha(data)], stats.async_submissions[sha(data)]) == (1, 1)
 
@@ -86,7 +86,7 @@ async def test_both_response_shapes_parse_alike(
     other_async = await client.ocr(data, filename="shape.pdf", mode="async")
     for other in (other_sync, other_async):
         assert texts(other) == texts(default)
-        assert other.raw["usage"] == {"pages": 12}
+        assert other.billed_pages == 12
         for mine, theirs in zip(words(default), words(other), strict=True):
             assert [t for t, _ in mine] == [t for t, _ in theirs]
             for (_, box), (_, other_box) in zip(mine, theirs, strict=True):
@@ -188,7 +188,7 @@ async def test_35_pages_through_every_fault(
             result = await client.wait(request_id, on_progress=expire_once)
     assert texts(result) == [page_text(n) for n in range(1, 36)]
     assert [p.index for p in result.pages] == list(range(35))
-    assert result.raw["usage"] == {"pages": 35}
+    assert result.billed_pages == 35
     stats = upstage_emulator.stats
     assert stats.async_submissions[sha(data)] == 1
     assert stats.downloads_with_auth == 0

@@ -35,12 +35,13 @@ def _box(points: list[tuple[float, float]]) -> dict[str, Any]:
     return {"vertices": [{"x": x, "y": y} for x, y in points]}
 
 
-# The same two-page result in both documented shapes, written out by hand.
-# Page 1 is 1000x2000 px, page 2 is 800x600 px (the other shape gives page 2's
-# size only in metadata.pages). Ratios are exactly pixels / size.
-OTHER_SHAPE: dict[str, Any] = {
+# The same two-page result in both shapes, written out by hand. Page 1 is
+# 1000x2000 px, page 2 is 800x600 px (the live shape gives page 2's size only in
+# metadata.pages). Ratios are exactly pixels / size. Word ids count across the
+# document in the live shape, within each page in the seed shape.
+LIVE_SHAPE: dict[str, Any] = {
     "apiVersion": "1.1",
-    "confidence": 0.97,
+    "confidence": 0.96,
     "metadata": {
         "pages": [
             {"height": 2000, "page": 1, "width": 1000},
@@ -54,7 +55,7 @@ OTHER_SHAPE: dict[str, Any] = {
             "confidence": 0.98,
             "height": 2000,
             "id": 0,
-            "text": "Invoice 2024-117\nTotal",
+            "text": "Invoice 2024-117 \nTotal",
             "width": 1000,
             "words": [
                 {
@@ -85,30 +86,29 @@ OTHER_SHAPE: dict[str, Any] = {
                 {
                     "boundingBox": _box([(80, 60), (400, 60), (400, 120), (80, 120)]),
                     "confidence": 0.96,
-                    "id": 0,
+                    "id": 3,
                     "text": "Thank",
                 },
                 {
                     "boundingBox": _box([(80, 90), (400, 90), (400, 120), (80, 120)]),
-                    "id": 1,
+                    "id": 4,
                     "text": "you",
                 },
             ],
         },
     ],
-    "text": "Invoice 2024-117\nTotal\nThank you",
+    "text": "Invoice 2024-117 \nTotalThank you",
 }
 
-# The same content in the sync shape, as this project writes it (sizes and
-# confidences kept where known).
-SYNC_SHAPE: dict[str, Any] = {
-    "api": "1.1",
+# The same content in the seed shape, its pages carrying their sizes and
+# confidences (the seed page's own example has neither: see _documented_seed).
+SEED_SHAPE: dict[str, Any] = {
+    "api": "2.0",
     "model": "ocr-250904",
-    "confidence": 0.97,
     "pages": [
         {
             "id": 0,
-            "text": "Invoice 2024-117\nTotal",
+            "text": "Invoice 2024-117 \nTotal",
             "width": 1000,
             "height": 2000,
             "confidence": 0.98,
@@ -158,11 +158,9 @@ SYNC_SHAPE: dict[str, Any] = {
 }
 
 
-def _documented_sync() -> dict[str, Any]:
-    """SYNC_SHAPE trimmed to exactly the fields the reference's example shows."""
-    body = copy.deepcopy(SYNC_SHAPE)
-    body["api"] = "2.0"
-    del body["confidence"]
+def _documented_seed() -> dict[str, Any]:
+    """SEED_SHAPE trimmed to exactly the fields the seed page's example shows."""
+    body = copy.deepcopy(SEED_SHAPE)
     for page in body["pages"]:
         del page["width"], page["height"], page["confidence"]
     return body
@@ -171,46 +169,75 @@ def _documented_sync() -> dict[str, Any]:
 # --------------------------------------------------------------------------- both shapes
 
 
-def test_both_shapes_parse_to_equal_results() -> None:
-    """The other shape and the sync shape of one content give equal results, raw included."""
-    other = parse_result(orjson.dumps(OTHER_SHAPE))
-    sync = parse_result(orjson.dumps(SYNC_SHAPE))
-    assert other == sync
-    assert other.raw == sync.raw
-    assert other.model == "ocr-250904"
-    assert other.usage_pages == 2
-    assert other.num_pages == 2
-    assert other.text == "Invoice 2024-117\nTotal\nThank you"
+def test_both_shapes_read_alike() -> None:
+    """The live and the seed shape of one content give the same typed pages and words."""
+    live = parse_result(orjson.dumps(LIVE_SHAPE))
+    seed = parse_result(orjson.dumps(SEED_SHAPE))
+    for one in (live, seed):
+        assert one.model == "ocr-250904"
+        assert one.billed_pages == 2
+        assert one.num_pages == 2
+    assert live.raw == LIVE_SHAPE
+    assert seed.raw == SEED_SHAPE
+    for a, b in zip(live.pages, seed.pages, strict=True):
+        assert (a.index, a.text, a.width, a.height, a.confidence) == (
+            b.index, b.text, b.width, b.height, b.confidence
+        )  # fmt: skip
+        for x, y in zip(a.words, b.words, strict=True):
+            assert (x.text, x.confidence, x.vertices, x.pixel_vertices, x.bbox) == (
+                y.text, y.confidence, y.vertices, y.pixel_vertices, y.bbox
+            )  # fmt: skip
+    assert [w.id for p in live.pages for w in p.words] == [0, 1, 2, 3, 4]
+    assert [w.id for p in seed.pages for w in p.words] == [0, 1, 2, 0, 1]
+    assert live.text == LIVE_SHAPE["text"] == "Invoice 2024-117 \nTotalThank you"
+    assert seed.text == live.text  # no top-level text: the pages' joined as the service does
 
 
-def test_other_shape_details() -> None:
-    """Pixels become ratios; sizes come from the page or from metadata.pages."""
-    result = parse_result(OTHER_SHAPE)
+def test_live_shape_details() -> None:
+    """Pixels are kept as served; sizes come from the page or from metadata.pages."""
+    result = parse_result(LIVE_SHAPE)
     first, second = result.pages
     assert (first.index, first.width, first.height, first.confidence) == (0, 1000, 2000, 0.98)
     assert (second.index, second.width, second.height, second.confidence) == (1, 800, 600, 0.96)
     invoice = first.words[0]
-    assert invoice == Word(
-        0, "Invoice", 0.99, ((0.12, 0.05), (0.25, 0.05), (0.25, 0.08), (0.12, 0.08)), (1000, 2000)
-    )
-    assert invoice.pixel_vertices == ((120, 100), (250, 100), (250, 160), (120, 160))
+    pixels = ((120, 100), (250, 100), (250, 160), (120, 160))
+    assert invoice == Word(0, "Invoice", 0.99, pixels, (1000, 2000), in_pixels=True)
+    assert invoice.pixel_vertices == pixels
+    assert all(type(c) is int for point in invoice.pixel_vertices for c in point)
+    assert invoice.vertices == ((0.12, 0.05), (0.25, 0.05), (0.25, 0.08), (0.12, 0.08))
     assert invoice.bbox == BoundingBox(0.12, 0.05, 0.25, 0.08)
     assert invoice.pixel_bbox == BoundingBox(120, 100, 250, 160)
     assert second.words[1].confidence is None
     assert second.words[0].pixel_vertices == ((80, 60), (400, 60), (400, 120), (80, 120))
-    # The raw result is the sync shape: no trace of the other shape's names.
-    raw_word = result.raw["pages"][0]["words"][0]
-    assert "boundingBox" not in raw_word
-    assert raw_word["bounding_box"]["vertices"][2] == {"x": 0.25, "y": 0.08}
-    assert {"apiVersion", "modelVersion", "numBilledPages", "text", "metadata"}.isdisjoint(
-        result.raw
-    )
+    assert second.words[0].id == 3
+    # raw is the answer itself, not a translation of it
+    assert result.raw == LIVE_SHAPE
+    assert orjson.loads(result.to_json()) == LIVE_SHAPE
 
 
-def test_documented_sync_shape() -> None:
-    """The reference's sync example parses; without a page size there are no pixels."""
-    result = parse_result(orjson.dumps(_documented_sync()))
-    full = parse_result(SYNC_SHAPE)
+def test_rotated_quadrilateral_and_empty_text() -> None:
+    """A rotated box stays the quadrilateral served; bbox encloses it; empty text is a word."""
+    body = copy.deepcopy(LIVE_SHAPE)
+    quad = [(129, 115), (139, 110), (145, 120), (135, 126)]
+    body["pages"][0]["words"][1]["boundingBox"] = _box(quad)
+    body["pages"][0]["words"][1]["text"] = ""
+    word = parse_result(body).pages[0].words[1]
+    assert word.text == ""
+    assert word.pixel_vertices == tuple(quad)
+    assert word.pixel_bbox == BoundingBox(129, 110, 145, 126)
+    assert word.bbox == BoundingBox(0.129, 0.055, 0.145, 0.063)
+
+
+def test_word_in_pixels_needs_page_size() -> None:
+    """A Word built in pixels without its page's size is refused."""
+    with pytest.raises(ValueError, match="page_size"):
+        Word(0, "a", None, ((1, 2),), None, in_pixels=True)
+
+
+def test_documented_seed_shape() -> None:
+    """The seed page's example parses; without a page size there are no pixels."""
+    result = parse_result(orjson.dumps(_documented_seed()))
+    full = parse_result(SEED_SHAPE)
     assert result.model == "ocr-250904"
     assert [p.text for p in result.pages] == [p.text for p in full.pages]
     for page, full_page in zip(result.pages, full.pages, strict=True):
@@ -219,16 +246,16 @@ def test_documented_sync_shape() -> None:
         assert all(w.pixel_vertices is None and w.pixel_bbox is None for w in page.words)
 
 
-def test_sync_shape_with_size_computes_pixels() -> None:
-    """A sync page that carries its size gets pixel coordinates too."""
-    word = parse_result(SYNC_SHAPE).pages[1].words[1]
+def test_seed_shape_with_size_computes_pixels() -> None:
+    """A seed page that carries its size gets pixel coordinates too."""
+    word = parse_result(SEED_SHAPE).pages[1].words[1]
     assert word.pixel_vertices == ((80, 90), (400, 90), (400, 120), (80, 120))
     assert word.pixel_bbox == BoundingBox(80, 90, 400, 120)
 
 
 def test_unknown_fields_kept_at_every_level() -> None:
     """Fields the parser does not know survive in raw, in both shapes."""
-    other = copy.deepcopy(OTHER_SHAPE)
+    other = copy.deepcopy(LIVE_SHAPE)
     other["mimeType"] = "application/pdf"
     other["stored"] = False
     other["metadata"]["source"] = "upload"
@@ -237,20 +264,22 @@ def test_unknown_fields_kept_at_every_level() -> None:
     other["pages"][0]["words"][0]["kind"] = "printed"
     other["pages"][0]["words"][0]["boundingBox"]["kind"] = "quad"
     raw = parse_result(other).raw
+    assert raw == other
     assert (raw["mimeType"], raw["stored"]) == ("application/pdf", False)
-    assert raw["metadata"] == {"source": "upload"}
-    assert raw["pages"][1]["dpi"] == 72  # moved from metadata.pages onto its page
+    assert raw["metadata"]["source"] == "upload"
+    assert raw["metadata"]["pages"][1]["dpi"] == 72
     assert raw["pages"][0]["rotation"] == 90
     assert raw["pages"][0]["words"][0]["kind"] == "printed"
-    assert raw["pages"][0]["words"][0]["bounding_box"]["kind"] == "quad"
+    assert raw["pages"][0]["words"][0]["boundingBox"]["kind"] == "quad"
 
-    sync = _documented_sync()
+    sync = _documented_seed()
     sync["request_id"] = "abc"
     sync["metadata"] = "not the other shape's metadata"
     sync["usage"]["credits"] = 3
     sync["pages"][1]["layout"] = {"columns": 1}
     sync["pages"][1]["words"][0]["lang"] = "en"
     raw = parse_result(sync).raw
+    assert raw == sync
     assert raw["request_id"] == "abc"
     assert raw["metadata"] == "not the other shape's metadata"
     assert raw["usage"] == {"pages": 2, "credits": 3}
@@ -260,13 +289,13 @@ def test_unknown_fields_kept_at_every_level() -> None:
 
 def test_caller_mapping_not_changed() -> None:
     """Parsing a dict copies it: the caller's object stays as it was."""
-    body = copy.deepcopy(OTHER_SHAPE)
+    body = copy.deepcopy(LIVE_SHAPE)
     parse_result(body)
-    assert body == OTHER_SHAPE
+    assert body == LIVE_SHAPE
 
 
 def test_optional_fields_may_be_missing() -> None:
-    """No ids, no confidence, no words: all fine; ids are filled in raw."""
+    """No ids, no confidence, no words: all fine; ids are their places, raw stays as sent."""
     body = {
         "pages": [
             {"text": "a b", "words": [{"text": "a", "bounding_box": _box([(0, 0), (1, 1)])}]},
@@ -276,18 +305,23 @@ def test_optional_fields_may_be_missing() -> None:
     }
     result = parse_result(body)
     assert result.model is None
-    assert result.usage_pages is None
+    assert result.billed_pages is None
     assert [p.index for p in result.pages] == [0, 1, 2]
     assert result.pages[0].words == (Word(0, "a", None, ((0, 0), (1, 1))),)
     assert result.pages[1].words == result.pages[2].words == ()
-    assert [p["id"] for p in result.raw["pages"]] == [0, 1, 2]
-    assert result.raw["pages"][0]["words"][0]["id"] == 0
-    assert result.raw["pages"][1]["words"] == []
+    assert result.raw == body
+
+    live = copy.deepcopy(LIVE_SHAPE)
+    for page in live["pages"]:
+        for word in page["words"]:
+            del word["id"]
+    ids = [w.id for p in parse_result(live).pages for w in p.words]
+    assert ids == [0, 1, 2, 3, 4]  # the live shape counts across the document
 
 
 def test_vertex_missing_coordinate_is_zero() -> None:
     """A vertex without x or y (protobuf JSON drops zeros) has 0 there."""
-    body = copy.deepcopy(OTHER_SHAPE)
+    body = copy.deepcopy(LIVE_SHAPE)
     body["pages"][0]["words"][0]["boundingBox"]["vertices"][0] = {"y": 100}
     body["pages"][0]["words"][1]["boundingBox"]["vertices"][0] = {"x": 300}
     words = parse_result(body).pages[0].words
@@ -296,7 +330,7 @@ def test_vertex_missing_coordinate_is_zero() -> None:
     assert words[1].vertices[0] == (0.3, 0.0)
 
 
-def test_other_shape_without_size_in_ratio_range() -> None:
+def test_live_shape_without_size_in_ratio_range() -> None:
     """Without a page size, boundingBox values within 0..1 are taken as ratios."""
     body = {
         "modelVersion": "ocr",
@@ -309,7 +343,7 @@ def test_other_shape_without_size_in_ratio_range() -> None:
 
 def test_integer_confidence_and_float_size() -> None:
     """Numbers of either JSON kind are accepted where a number is due."""
-    body = copy.deepcopy(SYNC_SHAPE)
+    body = copy.deepcopy(SEED_SHAPE)
     body["pages"][0]["width"] = 1000.0
     body["pages"][0]["words"][0]["confidence"] = 1
     page = parse_result(body).pages[0]
@@ -346,6 +380,7 @@ _W = ("pages", 0, "words")
         ("sync", (*_W, 1, "id"), "1", "pages[0].words[1]: 'id' is not an integer (str)"),
         ("sync", (*_W, 1, "confidence"), "high", "words[1]: 'confidence' is not a number"),
         ("sync", (*_W, 1, "bounding_box"), _DELETE, "pages[0].words[1]: no 'bounding_box'"),
+        ("other", (*_W, 1, "boundingBox"), _DELETE, "pages[0].words[1]: no 'boundingBox'"),
         ("sync", (*_W, 1, "bounding_box"), [], "words[1]: 'bounding_box' is not an object"),
         ("sync", (*_W, 1, "bounding_box", "vertices"), _DELETE, "bounding_box: no 'vertices'"),
         ("sync", (*_W, 1, "bounding_box", "vertices"), [], "'vertices' is not a non-empty list"),
@@ -382,7 +417,7 @@ def test_validation_names_the_place(
     base: str, path: tuple[Any, ...], value: Any, message: str
 ) -> None:
     """A body that does not fit raises ResponseValidationError saying where."""
-    body = copy.deepcopy(SYNC_SHAPE if base == "sync" else OTHER_SHAPE)
+    body = copy.deepcopy(SEED_SHAPE if base == "sync" else LIVE_SHAPE)
     _set(body, path, value)
     with pytest.raises(ResponseValidationError) as info:
         parse_result(orjson.dumps(body), source="scan.pdf")
@@ -431,8 +466,8 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
-_SYNC_PATHS = _paths(SYNC_SHAPE)
-_OTHER_PATHS = _paths(OTHER_SHAPE)
+_SEED_PATHS = _paths(SEED_SHAPE)
+_LIVE_PATHS = _paths(LIVE_SHAPE)
 
 
 @settings(max_examples=300, deadline=None)
@@ -443,7 +478,7 @@ _OTHER_PATHS = _paths(OTHER_SHAPE)
 )
 def test_any_damage_is_a_validation_error_or_fine(other: bool, which: int, value: Any) -> None:
     """Replacing or deleting any node never raises anything but ResponseValidationError."""
-    base, paths = (OTHER_SHAPE, _OTHER_PATHS) if other else (SYNC_SHAPE, _SYNC_PATHS)
+    base, paths = (LIVE_SHAPE, _LIVE_PATHS) if other else (SEED_SHAPE, _SEED_PATHS)
     body = copy.deepcopy(base)
     path = paths[which % len(paths)]
     if value is _DELETE and isinstance(path[-1], int):
@@ -460,12 +495,12 @@ def test_any_damage_is_a_validation_error_or_fine(other: bool, which: int, value
 
 
 def test_save_round_trips(tmp_path: Path) -> None:
-    """save writes the sync shape atomically; load and from_json give the same result back."""
-    result = parse_result(OTHER_SHAPE)
+    """save writes the answer as it came, atomically; load and from_json give it back."""
+    result = parse_result(LIVE_SHAPE)
     written = result.save(tmp_path / "out" / "scan.ocr.json")
     assert written == (tmp_path / "out" / "scan.ocr.json").absolute()
     assert sorted(p.name for p in written.parent.iterdir()) == ["scan.ocr.json"]
-    assert orjson.loads(written.read_bytes()) == result.raw
+    assert orjson.loads(written.read_bytes()) == result.raw == LIVE_SHAPE
     assert OCRResult.load(written) == result
     assert OCRResult.from_json(written.read_text()) == result
     assert OCRResult.from_json(result.raw) == result
@@ -486,10 +521,10 @@ def test_load_names_the_file(tmp_path: Path) -> None:
 
 def test_reprs_are_short() -> None:
     """Result and page reprs summarise instead of dumping every word."""
-    result = parse_result(SYNC_SHAPE)
+    result = parse_result(SEED_SHAPE)
     assert (
         repr(result)
-        == "<OCRResult 2 pages, model='ocr-250904', text='Invoice 2024-117\\nTotal\\nThank you'>"
+        == "<OCRResult 2 pages, model='ocr-250904', text='Invoice 2024-117 \\nTotalThank you'>"
     )
     assert repr(result.pages[1]) == "<Page 1: 2 words, 800x600, text='Thank you'>"
 
@@ -559,9 +594,10 @@ def test_merge_any_split_in_any_order(
     assert [p.words[0].text for p in merged.pages] == [f"p{k}" for k in range(1, n + 1)]
     assert [p["id"] for p in merged.raw["pages"]] == list(range(n))
     assert [p["text"] for p in merged.raw["pages"]] == [f"page {k}" for k in range(1, n + 1)]
-    assert merged.usage_pages == n
+    assert merged.billed_pages == n
     assert merged.model == merged.raw["model"] == "ocr-250904"
-    assert merged.text == "\n".join(f"page {k}" for k in range(1, n + 1))
+    assert merged.text == "".join(f"page {k}" for k in range(1, n + 1))
+    assert set(merged.raw) == {"api", "model", "pages", "usage"}  # the seed shape, still
     assert parse_result(merged.to_json()) == merged
 
 
@@ -619,7 +655,10 @@ def test_merge_ignores_page_ids_inside_batches() -> None:
 
 
 def test_merge_keeps_fields_and_drops_unknown_usage() -> None:
-    """The first batch's top-level fields are kept; usage is left out if a batch lacks it."""
+    """The first batch's top-level fields are kept; usage is left out if a batch lacks it.
+
+    A confidence only one batch reports, on pages that report none, is left out too.
+    """
     first = _batch_body(1, 2, ids_from_document=False)
     first["request_id"] = "req-5"
     first["confidence"] = 0.5  # one batch's, so not the document's
@@ -629,7 +668,7 @@ def test_merge_keeps_fields_and_drops_unknown_usage() -> None:
     merged = merge_batches("req-5", 3, [(3, 3, second_result), (1, 2, parse_result(first))])
     assert merged.raw["request_id"] == "req-5"
     assert "confidence" not in merged.raw
-    assert merged.usage_pages is None
+    assert merged.billed_pages is None
     assert "usage" not in merged.raw
     assert list(merged.raw)[:3] == ["api", "model", "pages"]
     # the inputs are untouched
@@ -637,14 +676,90 @@ def test_merge_keeps_fields_and_drops_unknown_usage() -> None:
     assert second_result.raw["pages"][0]["id"] == 2
 
 
-def test_merge_of_other_shape_batches() -> None:
-    """Batches in the other shape merge into the sync shape with their page sizes."""
-    other = parse_result(OTHER_SHAPE)
-    merged = merge_batches("req-6", 4, [(3, 4, other), (1, 2, parse_result(SYNC_SHAPE))])
-    assert [p.index for p in merged.pages] == [0, 1, 2, 3]
+def test_merge_of_live_batches_is_the_whole_answer() -> None:
+    """Live batches merge as the service answers at once: ids, metadata, counts, text."""
+    first = copy.deepcopy(LIVE_SHAPE)
+    second = copy.deepcopy(LIVE_SHAPE)  # counts its page and word ids from 0, as batches may
+    merged = merge_batches("req-6", 4, [(3, 4, parse_result(second)), (1, 2, parse_result(first))])
+    raw = merged.raw
+    assert list(raw) == list(LIVE_SHAPE)
+    assert [p["id"] for p in raw["pages"]] == [0, 1, 2, 3]
+    assert [w["id"] for p in raw["pages"] for w in p["words"]] == list(range(10))
+    assert [w.id for p in merged.pages for w in p.words] == list(range(10))
+    assert [m["page"] for m in raw["metadata"]["pages"]] == [1, 2, 3, 4]
+    assert [(m["width"], m["height"]) for m in raw["metadata"]["pages"]] == [
+        (1000, 2000), (800, 600), (1000, 2000), (800, 600)
+    ]  # fmt: skip
+    assert raw["numBilledPages"] == merged.billed_pages == 4
+    assert raw["text"] == merged.text == "".join(p["text"] for p in raw["pages"])
+    assert raw["confidence"] == min(p["confidence"] for p in raw["pages"]) == 0.96
+    assert raw["modelVersion"] == merged.model == "ocr-250904"
     assert [p.width for p in merged.pages] == [1000, 800, 1000, 800]
-    assert merged.usage_pages == 4
-    assert merged.pages[2].words == other.pages[0].words
+    assert merged.pages[2].words[0].pixel_vertices == merged.pages[0].words[0].pixel_vertices
+    assert parse_result(merged.to_json()) == merged
+    assert second == LIVE_SHAPE  # the inputs are untouched
+
+
+def test_merge_of_seed_batches_keeps_seed_shape() -> None:
+    """Seed batches merge, and save, in the seed shape: word ids per page, usage summed."""
+    merged = merge_batches(
+        "req-7", 4, [(1, 2, parse_result(SEED_SHAPE)), (3, 4, parse_result(SEED_SHAPE))]
+    )
+    raw = merged.raw
+    assert list(raw) == ["api", "model", "pages", "usage"]
+    assert raw["usage"] == {"pages": 4}
+    assert [[w["id"] for w in p["words"]] for p in raw["pages"]] == [[0, 1, 2], [0, 1]] * 2
+    assert all("boundingBox" not in w for p in raw["pages"] for w in p["words"])
+    assert OCRResult.from_json(merged.to_json()).raw == raw
+
+
+def _cut(recording: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """Pages start..end (from 1) of a live answer, as a batch of their own would come."""
+    pages = recording["pages"][start - 1 : end]
+    words = 0
+    out_pages = []
+    for k, page in enumerate(pages):
+        words_out = [{**w, "id": words + j} for j, w in enumerate(page["words"])]
+        words += len(words_out)
+        out_pages.append({**page, "id": k, "words": words_out})
+    return {
+        **recording,
+        "confidence": min(p["confidence"] for p in pages),
+        "metadata": {
+            "pages": [
+                {**m, "page": k + 1}
+                for k, m in enumerate(recording["metadata"]["pages"][start - 1 : end])
+            ]
+        },
+        "numBilledPages": len(pages),
+        "pages": out_pages,
+        "text": "".join(p["text"] for p in pages),
+    }
+
+
+def test_real_answers_round_trip(real_ocr: Path) -> None:
+    """Each real answer: load then save gives its JSON back; split and merged, it too."""
+    for path in sorted(real_ocr.glob("*.response.json")):
+        recording = orjson.loads(path.read_bytes())
+        result = OCRResult.load(path)
+        assert orjson.loads(result.to_json()) == recording, path.name
+        assert orjson.loads(result.to_json(indent=True)) == recording, path.name
+        assert result.model == recording["modelVersion"]
+        assert result.billed_pages == recording["numBilledPages"]
+        assert result.text == recording["text"]
+        for page, served in zip(result.pages, recording["pages"], strict=True):
+            assert (page.width, page.height) == (served["width"], served["height"])
+            for word, raw_word in zip(page.words, served["words"], strict=True):
+                assert word.id == raw_word["id"]
+                assert word.text == raw_word["text"]
+                pixels = tuple((v["x"], v["y"]) for v in raw_word["boundingBox"]["vertices"])
+                assert word.pixel_vertices == pixels
+        n = len(recording["pages"])
+        for size in (1, 2):
+            ranges = [(s, min(s + size - 1, n)) for s in range(1, n + 1, size)]
+            items = [(s, e, parse_result(_cut(recording, s, e))) for s, e in reversed(ranges)]
+            merged = merge_batches("req-real", n, items)
+            assert orjson.loads(merged.to_json()) == recording, (path.name, size)
 
 
 # --------------------------------------------------------------------------- async status
@@ -815,11 +930,11 @@ def test_parse_timestamp(text: str | None, expected: datetime | None) -> None:
 
 def test_models_are_frozen_and_hashable() -> None:
     """Models cannot be changed in place and can be hashed (raw left out)."""
-    result = parse_result(SYNC_SHAPE)
+    result = parse_result(SEED_SHAPE)
     with pytest.raises(AttributeError):
         result.model = "x"  # type: ignore[misc]
     with pytest.raises(AttributeError):
         result.pages[0].words[0].text = "x"  # type: ignore[misc]
-    assert hash(result) == hash(parse_result(SYNC_SHAPE))
+    assert hash(result) == hash(parse_result(SEED_SHAPE))
     assert isinstance(result.pages[0], Page)
     assert BoundingBox(0.1, 0.2, 0.4, 0.6).width == pytest.approx(0.3)

@@ -128,7 +128,7 @@ async def test_expired_links_share_one_refetch(retry_testing: None) -> None:
     )
     assert [p.text for p in result.pages] == [f"page {n}" for n in range(1, 36)]
     assert [p.index for p in result.pages] == list(range(35))
-    assert result.raw["usage"] == {"pages": 35}
+    assert result.billed_pages == 35
 
 
 async def test_backoff_grows_without_progress_and_resets() -> None:
