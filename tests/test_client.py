@@ -78,10 +78,10 @@ async def test_sync_and_async_agree_page_for_page(
 async def test_both_response_shapes_parse_alike(
     client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
 ) -> None:
-    """The later documented shape (pixel boxes, other names) reads as the default one."""
+    """The seed shape (ratio boxes, other names) reads as the live one."""
     data = make_pdf(12)
     default = await client.ocr(data, filename="shape.pdf", mode="sync")
-    upstage_emulator.configure(alt_shape=True)
+    upstage_emulator.configure(shape="seed")
     other_sync = await client.ocr(data, filename="shape.pdf", mode="sync")
     other_async = await client.ocr(data, filename="shape.pdf", mode="async")
     for other in (other_sync, other_async):
@@ -91,7 +91,8 @@ async def test_both_response_shapes_parse_alike(
             assert [t for t, _ in mine] == [t for t, _ in theirs]
             for (_, box), (_, other_box) in zip(mine, theirs, strict=True):
                 assert other_box == pytest.approx(box, abs=2e-3)  # pixels rounded
-        assert other.pages[0].width is not None
+        assert set(other.raw) == {"api", "model", "pages", "usage"}
+    assert default.pages[0].width is not None
 
 
 async def test_auto_routes_by_page_count(upstage_emulator: UpstageEmulator, api_key: str) -> None:
@@ -273,7 +274,7 @@ async def test_retry_policy_end_to_end(
 
     upstage_emulator.reset()
     async with AsyncUpstageOCR(api_key, base_url=upstage_emulator.base_url, model="ocr-9") as bad:
-        with pytest.raises(BadRequestError, match="unknown model"):
+        with pytest.raises(BadRequestError, match="invalid model name"):
             await bad.ocr(data, filename="a.pdf")
     assert upstage_emulator.stats.requests["sync"] == 1
 

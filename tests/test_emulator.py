@@ -123,6 +123,7 @@ def sha(data: bytes) -> str:
 
 
 def assert_unit_box(word: dict[str, Any]) -> None:
+    """A seed-shape word's box: four ratio vertices, clockwise from top-left."""
     vertices = word["bounding_box"]["vertices"]
     assert len(vertices) == 4
     for vertex in vertices:
@@ -135,11 +136,30 @@ def assert_unit_box(word: dict[str, Any]) -> None:
     assert vertices[3] == {"x": x0, "y": y1}
 
 
+def assert_pixel_box(word: dict[str, Any], width: int, height: int) -> None:
+    """A live-shape word's box: four integer pixel vertices on the page, clockwise."""
+    vertices = word["boundingBox"]["vertices"]
+    assert len(vertices) == 4
+    for vertex in vertices:
+        assert set(vertex) == {"x", "y"}
+        assert type(vertex["x"]) is int
+        assert type(vertex["y"]) is int
+        assert 0 <= vertex["x"] <= width
+        assert 0 <= vertex["y"] <= height
+    (x0, y0), (x1, y1) = (vertices[0]["x"], vertices[0]["y"]), (vertices[2]["x"], vertices[2]["y"])
+    assert x0 <= x1
+    assert y0 <= y1
+    assert vertices[1] == {"x": x1, "y": y0}
+    assert vertices[3] == {"x": x0, "y": y1}
+
+
 def assert_error_body(reply: Reply, status: int) -> dict[str, Any]:
+    """The reference's error body, `{"code": <status>, "message": ...}`; returns it."""
     assert reply.status == status, reply.body
     assert reply.headers["Content-Type"].startswith("application/json")
-    error: dict[str, Any] = reply.json()["error"]
-    assert set(error) == {"message", "type", "code"}
+    error: dict[str, Any] = reply.json()
+    assert set(error) == {"code", "message"}
+    assert error["code"] == status
     assert error["message"]
     return error
 
@@ -147,23 +167,53 @@ def assert_error_body(reply: Reply, status: int) -> dict[str, Any]:
 # -- sync ---------------------------------------------------------------------
 
 
+LIVE_TOP = {
+    "apiVersion", "confidence", "metadata", "mimeType", "modelVersion", "numBilledPages",
+    "pages", "stored", "text",
+}  # fmt: skip
+LIVE_PAGE = {"confidence", "height", "id", "text", "width", "words"}
+LIVE_WORD = {"boundingBox", "confidence", "id", "text"}
+
+
 async def test_sync_reads_pdf_text_layer(api: Api) -> None:
-    """A PDF's pages come back in the default sync shape, one page object each."""
+    """A PDF's pages come back in the live shape, key for key, one page object each."""
     reply = await api.post(make_pdf(3))
     assert reply.status == 200
     data = reply.json()
-    assert set(data) == {"api", "model", "pages", "usage"}
-    assert data["api"] == "2.0"
-    assert data["model"] == "ocr-250904"
-    assert data["usage"] == {"pages": 3}
+    assert set(data) == LIVE_TOP
+    assert list(data) == sorted(LIVE_TOP)  # in the service's order too
+    assert (data["apiVersion"], data["modelVersion"]) == ("1.1", "ocr-250904")
+    assert (data["mimeType"], data["stored"], data["numBilledPages"]) == (
+        "multipart/form-data", False, 3
+    )  # fmt: skip
     assert [p["id"] for p in data["pages"]] == [0, 1, 2]
     assert [p["text"] for p in data["pages"]] == [page_text(n) for n in (1, 2, 3)]
+    assert data["text"] == "".join(p["text"] for p in data["pages"])
+    assert data["confidence"] == min(p["confidence"] for p in data["pages"])
+    assert data["metadata"] == {
+        "pages": [{"height": 1650, "page": n, "width": 1275} for n in (1, 2, 3)]
+    }  # letter at 150 dpi
+    ids = [w["id"] for p in data["pages"] for w in p["words"]]
+    assert ids == list(range(len(ids)))  # counting across the document
     for page in data["pages"]:
-        assert [w["id"] for w in page["words"]] == list(range(len(page["words"])))
+        assert set(page) == LIVE_PAGE
         assert " ".join(w["text"] for w in page["words"]) == page["text"]
         for word in page["words"]:
-            assert_unit_box(word)
+            assert set(word) == LIVE_WORD
+            assert_pixel_box(word, page["width"], page["height"])
             assert 0 < word["confidence"] <= 1
+
+
+async def test_lines_joined_as_the_service_joins_them(api: Api) -> None:
+    """A page's lines are joined with " \\n"; image pages are the image's own pixels."""
+    data = (await api.post(make_image("png"), filename="scan.png")).json()
+    page = data["pages"][0]
+    assert " \n" in page["text"]
+    assert "\n" not in page["text"].replace(" \n", "")
+    from PIL import Image
+
+    with Image.open(io.BytesIO(make_image("png"))) as image:
+        assert (page["width"], page["height"]) == image.size
 
 
 async def test_two_pages_never_read_the_same(api: Api) -> None:
@@ -190,8 +240,7 @@ async def test_auth_any_key_by_default(api: Api) -> None:
     assert (await api.post(make_pdf(1), headers={"Authorization": "Bearer x"})).status == 200
     for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"}):
         reply = await api.post(make_pdf(1), headers=headers)
-        error = assert_error_body(reply, 401)
-        assert error["type"] == "authentication_error"
+        assert "Authorization" in assert_error_body(reply, 401)["message"]
 
 
 async def test_auth_configured_key(api: Api, upstage_emulator: UpstageEmulator) -> None:
@@ -209,14 +258,16 @@ async def test_auth_configured_key(api: Api, upstage_emulator: UpstageEmulator) 
 async def test_model_field(api: Api) -> None:
     """`ocr` and the pinned version pass; a missing or unknown model is a 400."""
     assert (await api.post(make_pdf(1), model="ocr-250904")).status == 200
-    assert_error_body(await api.post(make_pdf(1), model="layout"), 400)
+    assert assert_error_body(await api.post(make_pdf(1), model="layout"), 400) == {
+        "code": 400, "message": "invalid model name"
+    }  # fmt: skip
     assert_error_body(await api.post(make_pdf(1), model=None), 400)
     assert_error_body(await api.post(make_pdf(1), endpoint="async", model="nope"), 400)
 
 
 async def test_document_field_required(api: Api) -> None:
     """No document, or no multipart body at all, is a 400 with a JSON error."""
-    assert "document" in assert_error_body(await api.post(None), 400)["message"]
+    assert assert_error_body(await api.post(None), 400)["message"] == "no document in the request"
     reply = await api._send(
         "POST", api.emulator.base_url + "/document-digitization", json={"model": "ocr"},
         headers=api.auth,
@@ -236,8 +287,7 @@ async def test_format_from_bytes_not_name(api: Api) -> None:
 async def test_unsupported_format_415(api: Api) -> None:
     """Plain text is not taken: 415."""
     reply = await api.post(b"just some text\n", filename="notes.txt")
-    assert assert_error_body(reply, 415)["code"] == "unsupported_document_format"
-    assert "notes.txt" in reply.error_message()
+    assert assert_error_body(reply, 415)["message"] == "unsupported document format"
 
 
 async def test_empty_document_400(api: Api) -> None:
@@ -254,13 +304,14 @@ async def test_over_50_mb_413(api: Api, tmp_path: Path) -> None:
         handle.truncate(50_000_001)
     with big.open("rb") as handle:
         reply = await api.post(handle, filename="big.pdf")
-    assert assert_error_body(reply, 413)["code"] == "file_too_large"
+    message = assert_error_body(reply, 413)["message"]
+    assert message == "uploaded document is too large. max allowed size is 50MB"
     assert api.emulator.stats.sync_submissions == {}
 
 
 async def test_sync_page_limit_413(api: Api, upstage_emulator: UpstageEmulator) -> None:
     """More than 100 pages is a 413 on sync; the limit is configurable."""
-    assert assert_error_body(await api.post(make_pdf(101)), 413)["code"] == "too_many_pages"
+    assert "101 pages" in assert_error_body(await api.post(make_pdf(101)), 413)["message"]
     assert (await api.post(make_pdf(100))).status == 200
     upstage_emulator.configure(max_sync_pages=2)
     assert_error_body(await api.post(make_pdf(3)), 413)
@@ -269,7 +320,7 @@ async def test_sync_page_limit_413(api: Api, upstage_emulator: UpstageEmulator) 
 async def test_pixel_limit_413(api: Api, upstage_emulator: UpstageEmulator) -> None:
     """A page over the pixel limit is refused."""
     upstage_emulator.configure(max_pixels=1000)
-    assert assert_error_body(await api.post(make_image("png")), 413)["code"] == "too_many_pixels"
+    assert "pixels" in assert_error_body(await api.post(make_image("png")), 413)["message"]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -280,43 +331,54 @@ async def test_corrupt_documents_422(api: Api) -> None:
     pdf = make_pdf(2)[:300]
     for data, name in ((bytes(tiff), "broken.tif"), (pdf, "cut.pdf")):
         error = assert_error_body(await api.post(data, filename=name), 422)
-        assert error["code"] == "unreadable_document"
         assert name in error["message"]
     assert api.emulator.stats.statuses[500] == 0
 
 
-async def test_alt_shape_switch(api: Api, upstage_emulator: UpstageEmulator) -> None:
-    """The later documented shape: apiVersion, metadata, pixel boxes, page sizes."""
-    upstage_emulator.configure(alt_shape=True)
+async def test_seed_shape_switch(api: Api, upstage_emulator: UpstageEmulator) -> None:
+    """`shape="seed"`: the seed page's shape, ratio boxes, usage.pages, no sizes."""
+    upstage_emulator.configure(shape="seed")
     data = (await api.post(make_tiff(2, width=200, height=150), filename="t.tif")).json()
-    assert {"apiVersion", "modelVersion", "numBilledPages", "text", "confidence"} <= set(data)
+    assert set(data) == {"api", "model", "pages", "usage"}
+    assert (data["api"], data["model"], data["usage"]) == ("2.0", "ocr-250904", {"pages": 2})
+    for page in data["pages"]:
+        assert set(page) == {"id", "text", "words"}
+        assert [w["id"] for w in page["words"]] == list(range(len(page["words"])))
+        for word in page["words"]:
+            assert_unit_box(word)
+
+
+async def test_live_shape_sizes(api: Api) -> None:
+    """Live page sizes: an image's pixels; a PDF page's points at 150 dpi."""
+    data = (await api.post(make_tiff(2, width=200, height=150), filename="t.tif")).json()
     assert data["numBilledPages"] == 2
     assert data["metadata"]["pages"] == [
-        {"page": 1, "width": 200, "height": 150},
-        {"page": 2, "width": 200, "height": 150},
+        {"height": 150, "page": 1, "width": 200},
+        {"height": 150, "page": 2, "width": 200},
     ]
-    assert data["text"] == "\n".join(p["text"] for p in data["pages"])
     for page in data["pages"]:
         assert (page["width"], page["height"]) == (200, 150)
         assert 0 < page["confidence"] <= 1
         for word in page["words"]:
-            vertices = word["boundingBox"]["vertices"]
-            assert len(vertices) == 4
-            for vertex in vertices:
-                assert isinstance(vertex["x"], int)
-                assert isinstance(vertex["y"], int)
-                assert 0 <= vertex["x"] <= 200
-                assert 0 <= vertex["y"] <= 150
+            assert_pixel_box(word, 200, 150)
     pdf = (await api.post(make_pdf(1))).json()["pages"][0]
     assert (pdf["width"], pdf["height"]) == (1275, 1650)  # letter at 150 dpi
 
 
 async def test_error_shape_switch(api: Api, upstage_emulator: UpstageEmulator) -> None:
-    """The other documented error body, `{"code", "message"}`."""
-    upstage_emulator.configure(error_shape="code")
+    """The other error body, `{"error": {"message", "type", "code"}}`, names the error."""
+    upstage_emulator.configure(error_shape="error")
     reply = await api.post(make_pdf(1), model="bad")
     assert reply.status == 400
-    assert set(reply.json()) == {"code", "message"}
+    assert reply.json() == {
+        "error": {
+            "message": "invalid model name",
+            "type": "invalid_request_error",
+            "code": "invalid_model",
+        }
+    }
+    error = (await api.post(make_pdf(1), headers={})).json()["error"]
+    assert (error["type"], error["code"]) == ("authentication_error", "invalid_api_key")
 
 
 async def test_vendor_schemas(api: Api) -> None:
@@ -396,7 +458,7 @@ async def test_batches_out_of_order_and_unsorted(
 
 
 async def test_download_covers_batch_pages(api: Api, upstage_emulator: UpstageEmulator) -> None:
-    """A batch's download is a sync-shape result of its pages; ids from the batch by default."""
+    """A batch's download is a live-shape result of its pages; ids from the batch by default."""
     request_id = await api.submit(make_pdf(23))
     done = await api.wait(request_id)
     for batch in done["batches"]:
@@ -404,8 +466,12 @@ async def test_download_covers_batch_pages(api: Api, upstage_emulator: UpstageEm
         assert reply.status == 200
         result = reply.json()
         count = batch["end_page"] - batch["start_page"] + 1
-        assert result["usage"] == {"pages": count}
+        assert set(result) == LIVE_TOP
+        assert result["numBilledPages"] == count
         assert [p["id"] for p in result["pages"]] == list(range(count))
+        assert [m["page"] for m in result["metadata"]["pages"]] == list(range(1, count + 1))
+        ids = [w["id"] for p in result["pages"] for w in p["words"]]
+        assert ids == list(range(len(ids)))
         texts = [page_text(n) for n in range(batch["start_page"], batch["end_page"] + 1)]
         assert [p["text"] for p in result["pages"]] == texts
     upstage_emulator.configure(page_ids="document")
@@ -413,16 +479,22 @@ async def test_download_covers_batch_pages(api: Api, upstage_emulator: UpstageEm
     last = next(b for b in done["batches"] if b["start_page"] == 21)
     result = (await api.download(last["download_url"])).json()
     assert [p["id"] for p in result["pages"]] == [20, 21, 22]
+    words_before = sum(len(emulated) for emulated in _words_per_page(make_pdf(23))[:20])
+    assert result["pages"][0]["words"][0]["id"] == words_before
     assert upstage_emulator.stats.downloads_served == 4
 
 
-async def test_download_alt_shape(api: Api, upstage_emulator: UpstageEmulator) -> None:
+def _words_per_page(data: bytes) -> list[list[str]]:
+    return [text.split() for text in emulated_text(data)]
+
+
+async def test_download_seed_shape(api: Api, upstage_emulator: UpstageEmulator) -> None:
     """The shape switch applies to downloads too."""
-    upstage_emulator.configure(alt_shape=True)
+    upstage_emulator.configure(shape="seed")
     done = await api.wait(await api.submit(make_pdf(2)))
     result = (await api.download(done["batches"][0]["download_url"])).json()
-    assert result["numBilledPages"] == 2
-    assert [m["page"] for m in result["metadata"]["pages"]] == [1, 2]
+    assert set(result) == {"api", "model", "pages", "usage"}
+    assert result["usage"] == {"pages": 2}
 
 
 async def test_completed_batch_downloadable_while_others_run(
@@ -531,7 +603,7 @@ async def test_retrying_batches(api: Api, upstage_emulator: UpstageEmulator) -> 
 
 async def test_unknown_request_404(api: Api) -> None:
     """An unknown request id is a JSON 404."""
-    assert assert_error_body(await api.status("no-such-id"), 404)["code"] == "not_found"
+    assert "no-such-id" in assert_error_body(await api.status("no-such-id"), 404)["message"]
 
 
 async def test_request_list(api: Api) -> None:
@@ -576,7 +648,7 @@ async def test_sample_password_pdf_422(api: Api, samples: Path) -> None:
 
 
 async def test_sample_text_layer(api: Api, samples: Path) -> None:
-    """pdflatex-4-pages reads from its text layer, words boxed in 0..1."""
+    """pdflatex-4-pages reads from its text layer, words boxed in the page's pixels."""
     reply = await api.post((samples / "pdflatex-4-pages.pdf").read_bytes())
     data = reply.json()
     assert len(data["pages"]) == 4
@@ -584,7 +656,7 @@ async def test_sample_text_layer(api: Api, samples: Path) -> None:
     for page in data["pages"]:
         assert page["words"]
         for word in page["words"]:
-            assert_unit_box(word)
+            assert_pixel_box(word, page["width"], page["height"])
 
 
 async def test_sample_scans(api: Api, samples: Path) -> None:
@@ -600,7 +672,7 @@ async def test_sample_117_pages(api: Api, upstage_emulator: UpstageEmulator, sam
     """GeoTopo (117 pages): 413 on sync, 12 batches that complete on async."""
     upstage_emulator.configure(batch_latency=0.01, workers=8)
     data = (samples / "GeoTopo-komprimiert.pdf").read_bytes()
-    assert assert_error_body(await api.post(data), 413)["code"] == "too_many_pages"
+    assert "117 pages" in assert_error_body(await api.post(data), 413)["message"]
     done = await api.wait(await api.submit(data), within=60)
     assert done["status"] == "completed"
     assert done["total_pages"] == 117

@@ -73,7 +73,7 @@ def test_cli_takes_every_config_field() -> None:
     options = {action.dest for action in alone._actions}
     assert {f.name for f in dataclasses.fields(EmulatorConfig)} <= options
     args = parser.parse_args(
-        ["emulator", "--seed", "3", "--rps", "2.5", "--no-shuffle-batches", "--alt-shape",
+        ["emulator", "--seed", "3", "--rps", "2.5", "--no-shuffle-batches", "--shape", "seed",
          "--error-statuses", "500,503", "--fault-routes", "sync,download", "--page-ids",
          "document", "--max-bytes", "100"]
     )  # fmt: skip
@@ -81,7 +81,7 @@ def test_cli_takes_every_config_field() -> None:
     assert config.seed == 3
     assert config.rps == 2.5
     assert config.shuffle_batches is False
-    assert config.alt_shape is True
+    assert config.shape == "seed"
     assert config.error_statuses == (500, 503)
     assert config.fault_routes == ("sync", "download")
     assert config.page_ids == "document"
@@ -109,6 +109,8 @@ def test_config_validation() -> None:
         EmulatorConfig(fault_routes=("everything",))
     with pytest.raises(ConfigurationError):
         EmulatorConfig(error_shape="xml")
+    with pytest.raises(ConfigurationError, match="'live', 'seed'"):
+        EmulatorConfig(shape="alt")
     with pytest.raises(ConfigurationError, match="no field"):
         EmulatorConfig().replace(speed=3)
     assert "hidden-key" not in repr(EmulatorConfig(api_key="hidden-key"))
@@ -148,11 +150,11 @@ async def test_control_outage(api: Api, upstage_emulator: UpstageEmulator) -> No
     assert (await api.requests()).status == 200
 
 
-@pytest.mark.upstage_emulator(rps=7, alt_shape=True)
+@pytest.mark.upstage_emulator(rps=7, shape="seed")
 async def test_fixture_marker_configures(upstage_emulator: UpstageEmulator) -> None:
     """The marker sets config fields for one test."""
     assert upstage_emulator.config.rps == 7
-    assert upstage_emulator.config.alt_shape is True
+    assert upstage_emulator.config.shape == "seed"
 
 
 async def test_fixture_resets_between_tests(upstage_emulator: UpstageEmulator) -> None:

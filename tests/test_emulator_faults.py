@@ -30,7 +30,7 @@ async def test_rps_limit_with_retry_after(api: Api, upstage_emulator: UpstageEmu
     assert statuses.count(429) >= 2
     limited = next(r for r in replies if r.status == 429)
     assert limited.headers["Retry-After"] == "1"
-    assert assert_error_body(limited, 429)["type"] == "rate_limit_error"
+    assert "rate limit" in assert_error_body(limited, 429)["message"]
     assert upstage_emulator.stats.rate_limited == statuses.count(429)
     await asyncio.sleep(0.55)
     assert (await api.requests()).status == 200
@@ -258,4 +258,4 @@ async def test_sync_timeout_504(api: Api, upstage_emulator: UpstageEmulator) -> 
     started = time.monotonic()
     reply = await api.post(make_pdf(1))
     assert 0.2 <= time.monotonic() - started < 5
-    assert assert_error_body(reply, 504)["code"] == "gateway_timeout"
+    assert "timed out" in assert_error_body(reply, 504)["message"]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from ._config import EmulatorConfig
+from ._config import CHOICES, EmulatorConfig
 
 __all__ = ["add_arguments", "config_from_args", "run"]
 
@@ -46,8 +46,10 @@ _HELP = {
     "batch_retries": "times a failing batch is retried, as `retrying` (default %(default)s)",
     "early_expiry_rate": "share of download links that expire early (default %(default)s)",
     "early_expiry_ttl": "seconds such a link lives (default %(default)s)",
-    "alt_shape": "answer in the later documented shape (apiVersion, pixel boxes)",
-    "error_shape": "error bodies: 'error' ({error: {...}}) or 'code' ({code, message})",
+    "shape": "answers in the 'live' service's shape (as recorded) or the 'seed' page's "
+    "(default %(default)s)",
+    "error_shape": "error bodies: 'code' ({code, message}, the reference's) or 'error' "
+    "({error: {...}}) (default %(default)s)",
     "page_ids": "download page ids count from the 'batch' or the 'document'",
     "shuffle_batches": "list batches in a seeded random order (default: yes)",
     "max_sync_pages": "pages the sync endpoint takes (default %(default)s)",
@@ -102,7 +104,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if isinstance(default, tuple):
             help_default = ",".join(str(x) for x in default)
             help_text = help_text.replace("%(default)s", help_default)
-        parser.add_argument(option, dest=item.name, type=convert, default=default, help=help_text)
+        parser.add_argument(
+            option,
+            dest=item.name,
+            type=convert,
+            default=default,
+            choices=CHOICES.get(item.name),
+            help=help_text,
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:

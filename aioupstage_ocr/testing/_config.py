@@ -8,12 +8,18 @@ from typing import Any
 
 from .._exceptions import ConfigurationError
 
-__all__ = ["API_ROUTES", "FAULT_ROUTES", "EmulatorConfig"]
+__all__ = ["API_ROUTES", "CHOICES", "FAULT_ROUTES", "EmulatorConfig"]
 
 #: Routes of the API host, as named in `EmulatorStats.requests` and `fault_routes`.
 API_ROUTES = ("sync", "async", "status", "list")
 #: Routes that can be given faults: the API routes and the storage host's downloads.
 FAULT_ROUTES = (*API_ROUTES, "download")
+#: Fields that take one of a few names, the default first.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "shape": ("live", "seed"),
+    "error_shape": ("code", "error"),
+    "page_ids": ("batch", "document"),
+}
 
 _RATES = (
     "error_rate",
@@ -45,9 +51,14 @@ class EmulatorConfig:
       An async document over `max_async_pages` is accepted, then fails.
     - `model_version`: what `ocr` stands for; `ocr` and this name are the models taken.
     - `batch_size`: pages per async batch; `workers`: batches run at once.
-    - `alt_shape`: answer in the later documented shape (`apiVersion`, pixel boxes).
-    - `error_shape`: `"error"` for `{"error": {...}}` bodies, `"code"` for `{"code", "message"}`.
-    - `page_ids`: in a batch's download, page ids count from the `"batch"` or the `"document"`.
+    - `shape`: the answers' shape: `"live"`, the service's own as its recorded
+      answers have it (`apiVersion`, integer pixel boxes, page sizes, word ids
+      across the answer), or `"seed"`, the seed page's (`api`, ratio boxes,
+      `usage.pages`). Batch downloads come in it too.
+    - `error_shape`: `"code"` for the reference's `{"code": <status>, "message"}` bodies,
+      `"error"` for `{"error": {"message", "type", "code"}}` (Upstage's sample code).
+    - `page_ids`: in a batch's download, page ids (and live word ids) count from the
+      `"batch"` or the `"document"`.
     - `shuffle_batches`: list a request's batches in a seeded random order.
 
     Pace:
@@ -92,8 +103,8 @@ class EmulatorConfig:
     batch_retries: int = 0
     early_expiry_rate: float = 0.0
     early_expiry_ttl: float = 0.0
-    alt_shape: bool = False
-    error_shape: str = "error"
+    shape: str = "live"
+    error_shape: str = "code"
     page_ids: str = "batch"
     shuffle_batches: bool = True
     max_sync_pages: int = 100
@@ -126,10 +137,11 @@ class EmulatorConfig:
             raise ConfigurationError(
                 f"EmulatorConfig.fault_routes: unknown {sorted(unknown)}; known {FAULT_ROUTES}"
             )
-        if self.error_shape not in ("error", "code"):
-            raise ConfigurationError("EmulatorConfig.error_shape must be 'error' or 'code'")
-        if self.page_ids not in ("batch", "document"):
-            raise ConfigurationError("EmulatorConfig.page_ids must be 'batch' or 'document'")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigurationError(
+                    f"EmulatorConfig.{name} must be one of {', '.join(map(repr, allowed))}"
+                )
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigurationError("EmulatorConfig.api_key must be None or a non-empty key")
 

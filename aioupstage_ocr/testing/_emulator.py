@@ -395,8 +395,13 @@ class UpstageEmulator:
     def _error(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> web.Response:
+        """An error answer in `error_shape`; `code` names the error in the `error` shape.
+
+        Where the service's reference gives a message (invalid model name, no
+        document, too large, unsupported format), the message is the reference's.
+        """
         if self._config.error_shape == "code":
-            body: dict[str, Any] = {"code": code, "message": message}
+            body: dict[str, Any] = {"code": status, "message": message}
         else:
             default = "server_error" if status >= 500 else "invalid_request_error"
             kind = _ERROR_TYPES.get(status, default)
@@ -533,11 +538,7 @@ class UpstageEmulator:
 
     async def _read_form(self, request: web.Request) -> _Form | web.Response:
         if request.content_type != "multipart/form-data":
-            return self._error(
-                400,
-                "invalid_request",
-                "expected a multipart/form-data body with the fields `model` and `document`",
-            )
+            return self._error(400, "invalid_request", "no document in the request")
         form = _Form(None, None, "document", None, 0)
         limit = self._config.max_bytes
         try:
@@ -573,22 +574,19 @@ class UpstageEmulator:
         if not form.model:
             return self._error(400, "invalid_request", "the `model` field is required")
         if form.model not in ("ocr", config.model_version):
-            return self._error(
-                400,
-                "invalid_model",
-                f"unknown model {form.model!r}: use 'ocr' or '{config.model_version}'",
-            )
+            return self._error(400, "invalid_model", "invalid model name")
         if form.schema and form.schema not in _SCHEMAS:
             return self._error(
                 400, "invalid_schema", f"unknown schema {form.schema!r}: use 'clova' or 'google'"
             )
         if form.data is None:
-            return self._error(400, "invalid_request", "the `document` file field is required")
+            return self._error(400, "invalid_request", "no document in the request")
         if form.size > config.max_bytes:
             return self._error(
                 413,
                 "file_too_large",
-                f"{form.filename}: {form.size} bytes is over the limit of {config.max_bytes}",
+                "uploaded document is too large. max allowed size is "
+                f"{config.max_bytes / 1_000_000:g}MB",
             )
         if form.size == 0:
             return self._error(400, "empty_document", f"{form.filename}: the document is empty")
@@ -605,9 +603,7 @@ class UpstageEmulator:
                 found = UnreadableDocumentError(name, f"the document cannot be read ({exc})")
             _INSPECTIONS.put(sha, found)
         if found is _UNSUPPORTED:
-            return self._error(
-                415, "unsupported_document_format", f"{name}: not a format the service takes"
-            )
+            return self._error(415, "unsupported_document_format", "unsupported document format")
         if isinstance(found, UnreadableDocumentError):
             return self._error(422, "unreadable_document", f"{name}: {found.reason}")
         assert isinstance(found, Inspection)
@@ -718,7 +714,7 @@ class UpstageEmulator:
         if latency:
             await asyncio.sleep(latency)
         body = render(
-            content.pages, model=config.model_version, alt=config.alt_shape, schema=form.schema
+            content.pages, model=config.model_version, shape=config.shape, schema=form.schema
         )
         if self._drops("sync", sha, attempt):
             return self._drop(request)
@@ -882,14 +878,18 @@ class UpstageEmulator:
         if injected is not None:
             return injected
         config = self._config
-        first_id = batch.start_page - 1 if config.page_ids == "document" else 0
+        first_id = first_word_id = 0
+        if config.page_ids == "document":
+            first_id = batch.start_page - 1
+            first_word_id = sum(len(page.words) for page in job.pages_before(batch))
         body = orjson.dumps(
             render(
                 job.pages_of(batch),
                 model=job.model_version,
-                alt=config.alt_shape,
+                shape=config.shape,
                 schema=job.schema,
                 first_id=first_id,
+                first_word_id=first_word_id,
             )
         )
         if self._drops("download", *key):

@@ -73,6 +73,10 @@ class AsyncRequest:
         """The pages a completed batch covers (its content must be read)."""
         return self.content.result().pages[batch.start_page - 1 : batch.end_page]
 
+    def pages_before(self, batch: Batch) -> Sequence[PageContent]:
+        """The pages before a batch's first (its content must be read)."""
+        return self.content.result().pages[: batch.start_page - 1]
+
     def settle(self) -> None:
         """Mark the request done once every batch is."""
         if self.status in TERMINAL or any(b.status not in TERMINAL for b in self.batches):

@@ -1,5 +1,10 @@
 """What the emulator "reads" from a document, and the JSON shapes it answers in.
 
+The default shape is the live service's, key for key as in its recorded
+answers (`../shared/real-ocr`): integer pixel boxes, page sizes, word ids
+counting across the answer, lines joined with `" \n"`; the seed page's shape
+(ratios, `usage.pages`) and two vendors' formats are the others.
+
 The reading is deterministic: a PDF page with a text layer reads as its own
 text, each word boxed where the page draws it (x from the text position and
 Helvetica widths, y from the baseline and font size); any other page (images,
@@ -41,8 +46,17 @@ V = TypeVar("V")
 
 #: Pixels per PDF point when a PDF page is given a pixel size (150 dpi).
 PDF_SCALE = 150 / 72
-#: Pixel size of a page whose size cannot be told (A4 at 150 dpi).
-DEFAULT_PAGE_SIZE = (1240, 1754)
+#: Pixel size of a page whose size cannot be told (A4 at 150 dpi, see `pdf_pixels`).
+DEFAULT_PAGE_SIZE = (1240, 1755)
+
+
+def pdf_pixels(points: float) -> int:
+    """A PDF length in points as the service's pixels at 150 dpi: rounded up.
+
+    The recordings show it: 596 x 842 pt pages are 1242 x 1755 px (1241.7 x 1754.2).
+    """
+    return math.ceil(round(points * PDF_SCALE, 6))  # round: 612 pt is 1275 px, not 1276
+
 
 # Helvetica advance widths (1/1000 em) of ASCII 32..126, from the standard AFM.
 _HELVETICA = (
@@ -150,7 +164,7 @@ def _page_from_words(number: int, width: int, height: int, words: list[Word]) ->
     lines: dict[int, list[str]] = {}
     for word in words:
         lines.setdefault(word.line, []).append(word.text)
-    text = "\n".join(" ".join(line) for line in lines.values())
+    text = " \n".join(" ".join(line) for line in lines.values())  # the service's line join
     confidence = round(sum(w.confidence for w in words) / len(words), 4) if words else 0.0
     return PageContent(number, width, height, tuple(words), text, confidence)
 
@@ -192,7 +206,7 @@ def _pdf_pages(data: bytes, sha256: str) -> tuple[PageContent, ...]:
         except Exception:  # pypdf fails many ways on odd pages: read such a page as a scan
             log.debug("no text layer read from page %d of %s", number, sha256, exc_info=True)
             words = []
-        width, height = round(width_pt * PDF_SCALE), round(height_pt * PDF_SCALE)
+        width, height = pdf_pixels(width_pt), pdf_pixels(height_pt)
         if words:
             pages.append(_page_from_words(number, width, height, words))
         else:
@@ -278,21 +292,23 @@ def render(
     pages: Sequence[PageContent],
     *,
     model: str,
-    alt: bool = False,
+    shape: str = "live",
     schema: str | None = None,
     first_id: int = 0,
+    first_word_id: int = 0,
 ) -> dict[str, Any]:
     """A result covering `pages`, page ids counting from `first_id`.
 
-    The default sync shape, or the later documented one (`alt`), or a vendor's
-    format when `schema` is `clova` or `google`.
+    In the live `shape` (the service's recorded answers), or the `seed` one,
+    or a vendor's format when `schema` is `clova` or `google`. Live word ids
+    count across the result from `first_word_id`; seed word ids within a page.
     """
     if schema == "clova":
         return _render_clova(pages, first_id)
     if schema == "google":
         return _render_google(pages)
-    if alt:
-        return _render_alt(pages, model, first_id)
+    if shape == "live":
+        return _render_live(pages, model, first_id, first_word_id)
     return {
         "api": "2.0",
         "model": model,
@@ -316,43 +332,51 @@ def render(
     }
 
 
-def _render_alt(pages: Sequence[PageContent], model: str, first_id: int) -> dict[str, Any]:
-    confidence = round(sum(p.confidence for p in pages) / len(pages), 4) if pages else 0.0
+def _render_live(
+    pages: Sequence[PageContent], model: str, first_id: int, first_word_id: int
+) -> dict[str, Any]:
+    """The live service's shape, keys in its order (as `../shared/real-ocr` records it)."""
+    rendered = []
+    word_id = first_word_id
+    for index, page in enumerate(pages):
+        words = []
+        for word in page.words:
+            words.append(
+                {
+                    "boundingBox": {
+                        "vertices": _vertices(word, page.width, page.height, pixels=True)
+                    },
+                    "confidence": word.confidence,
+                    "id": word_id,
+                    "text": word.text,
+                }
+            )
+            word_id += 1
+        rendered.append(
+            {
+                "confidence": page.confidence,
+                "height": page.height,
+                "id": first_id + index,
+                "text": page.text,
+                "width": page.width,
+                "words": words,
+            }
+        )
     return {
         "apiVersion": "1.1",
-        "confidence": confidence,
+        "confidence": min([page.confidence for page in pages], default=0.0),  # the lowest page's
         "metadata": {
             "pages": [
-                {"page": first_id + index + 1, "width": page.width, "height": page.height}
+                {"height": page.height, "page": first_id + index + 1, "width": page.width}
                 for index, page in enumerate(pages)
             ]
         },
-        "mimeType": "multipart/form-data",
+        "mimeType": "multipart/form-data",  # what the service records: the upload's type
         "modelVersion": model,
         "numBilledPages": len(pages),
-        "pages": [
-            {
-                "id": first_id + index,
-                "width": page.width,
-                "height": page.height,
-                "confidence": page.confidence,
-                "text": page.text,
-                "words": [
-                    {
-                        "id": word_id,
-                        "text": word.text,
-                        "boundingBox": {
-                            "vertices": _vertices(word, page.width, page.height, pixels=True)
-                        },
-                        "confidence": word.confidence,
-                    }
-                    for word_id, word in enumerate(page.words)
-                ],
-            }
-            for index, page in enumerate(pages)
-        ],
+        "pages": rendered,
         "stored": False,
-        "text": "\n".join(page.text for page in pages),
+        "text": "".join([page.text for page in pages]),  # the service joins pages so
     }
 
 
