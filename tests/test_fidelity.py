@@ -139,3 +139,68 @@ async def _run(*args: str | os.PathLike[str], env: dict[str, str]) -> int:
         stdin=asyncio.subprocess.DEVNULL, env=env,
     )  # fmt: skip
     return await asyncio.wait_for(proc.wait(), 120)
+
+
+# --------------------------------------------------------------------------- replay
+
+
+async def test_replay_answers_the_recording_itself(
+    api: Api, upstage_emulator: UpstageEmulator, real_ocr: Path
+) -> None:
+    """With `recordings=`, a recorded document's sync answer is the recorded file, byte for byte."""
+    upstage_emulator.configure(recordings=real_ocr)
+    for document, answer in recordings(real_ocr):
+        reply = await api.post(document.read_bytes(), filename=document.name)
+        assert reply.status == 200, document.name
+        assert reply.body == answer.read_bytes(), document.name
+    other = (await api.post(make_pdf(2))).json()  # an unrecorded document: read as usual
+    assert other["numBilledPages"] == 2
+    assert other["modelVersion"] == upstage_emulator.config.model_version
+
+
+@pytest.mark.parametrize("page_ids", ["batch", "document"])
+async def test_replay_async_batches_merge_back(
+    api: Api,
+    client: AsyncUpstageOCR,
+    upstage_emulator: UpstageEmulator,
+    real_ocr: Path,
+    page_ids: str,
+) -> None:
+    """Async replay: one-page batches, each a live-shape answer, merging back to the recording."""
+    upstage_emulator.configure(
+        recordings=real_ocr, batch_size=1, batch_latency=0.01, page_ids=page_ids
+    )
+    for document, answer in recordings(real_ocr):
+        recorded = orjson.loads(answer.read_bytes())
+        result = await client.ocr(document, mode="async")
+        assert orjson.loads(result.to_json()) == recorded, document.name
+        assert result == OCRResult.load(answer)
+    done = await api.wait(await api.submit((real_ocr / "multi_page.pdf").read_bytes()))
+    assert len(done["batches"]) == 3
+    for batch in done["batches"]:
+        body = (await api.download(batch["download_url"])).json()
+        assert set(body) == LIVE_TOP
+        assert body["numBilledPages"] == 1
+        assert body["text"] == body["pages"][0]["text"]
+        assert body["confidence"] == body["pages"][0]["confidence"]
+        number = batch["start_page"] if page_ids == "document" else 1
+        assert body["metadata"]["pages"][0]["page"] == number
+        assert body["pages"][0]["id"] == number - 1
+
+
+def test_recordings_option(tmp_path: Path) -> None:
+    """`emulator --recordings DIR` sets the folder (absolute); a missing one is refused."""
+    import argparse
+
+    from aioupstage_ocr import ConfigurationError
+    from aioupstage_ocr.testing import EmulatorConfig
+    from aioupstage_ocr.testing._cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args(["--recordings", os.fspath(tmp_path)]))
+    assert config.recordings == os.fspath(tmp_path.absolute())
+    assert config_from_args(parser.parse_args([])).recordings is None
+    with pytest.raises(ConfigurationError, match="not a folder"):
+        EmulatorConfig(recordings=tmp_path / "missing")
+    assert EmulatorConfig(recordings=tmp_path) == config

@@ -29,6 +29,7 @@ from aioupstage_ocr import (
     parse_result,
 )
 from aioupstage_ocr._models import parse_timestamp
+from aioupstage_ocr.testing._recordings import cut_answer
 
 
 def _box(points: list[tuple[float, float]]) -> dict[str, Any]:
@@ -713,30 +714,6 @@ def test_merge_of_seed_batches_keeps_seed_shape() -> None:
     assert OCRResult.from_json(merged.to_json()).raw == raw
 
 
-def _cut(recording: dict[str, Any], start: int, end: int) -> dict[str, Any]:
-    """Pages start..end (from 1) of a live answer, as a batch of their own would come."""
-    pages = recording["pages"][start - 1 : end]
-    words = 0
-    out_pages = []
-    for k, page in enumerate(pages):
-        words_out = [{**w, "id": words + j} for j, w in enumerate(page["words"])]
-        words += len(words_out)
-        out_pages.append({**page, "id": k, "words": words_out})
-    return {
-        **recording,
-        "confidence": min(p["confidence"] for p in pages),
-        "metadata": {
-            "pages": [
-                {**m, "page": k + 1}
-                for k, m in enumerate(recording["metadata"]["pages"][start - 1 : end])
-            ]
-        },
-        "numBilledPages": len(pages),
-        "pages": out_pages,
-        "text": "".join(p["text"] for p in pages),
-    }
-
-
 def test_real_answers_round_trip(real_ocr: Path) -> None:
     """Each real answer: load then save gives its JSON back; split and merged, it too."""
     for path in sorted(real_ocr.glob("*.response.json")):
@@ -757,7 +734,7 @@ def test_real_answers_round_trip(real_ocr: Path) -> None:
         n = len(recording["pages"])
         for size in (1, 2):
             ranges = [(s, min(s + size - 1, n)) for s in range(1, n + 1, size)]
-            items = [(s, e, parse_result(_cut(recording, s, e))) for s, e in reversed(ranges)]
+            items = [(s, e, parse_result(cut_answer(recording, s, e))) for s, e in reversed(ranges)]
             merged = merge_batches("req-real", n, items)
             assert orjson.loads(merged.to_json()) == recording, (path.name, size)
 

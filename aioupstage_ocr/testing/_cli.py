@@ -57,6 +57,8 @@ _HELP = {
     "max_bytes": "bytes a document may have (default %(default)s)",
     "max_pixels": "pixels a page may have (default %(default)s)",
     "model_version": "what the model `ocr` stands for (default %(default)s)",
+    "recordings": "a folder of documents with <stem>.response.json beside each: such a "
+    "document is answered with its recorded answer",
 }
 
 
@@ -74,6 +76,7 @@ _TYPES: dict[str, Callable[[str], Any]] = {
     "float | None": float,
     "str": str,
     "str | None": str,
+    "str | os.PathLike[str] | None": str,
     "tuple[int, ...]": _ints,
     "tuple[str, ...]": _words,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,10 @@ class EmulatorConfig:
     - `page_ids`: in a batch's download, page ids (and live word ids) count from the
       `"batch"` or the `"document"`.
     - `shuffle_batches`: list a request's batches in a seeded random order.
+    - `recordings`: a folder of documents, each with `<stem>.response.json` beside
+      it (the layout of `../shared/real-ocr`). A document whose bytes equal a
+      recorded one is answered with the recorded answer itself (sync, whatever
+      `shape`), or with batches cut from it (async) that merge back to it.
 
     Pace:
     - `sync_latency`: seconds a sync call takes; past `sync_timeout` (if set) it
@@ -112,6 +117,7 @@ class EmulatorConfig:
     max_bytes: int = 50_000_000
     max_pixels: int = 200_000_000
     model_version: str = "ocr-250904"
+    recordings: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         for name in _RATES:
@@ -142,6 +148,11 @@ class EmulatorConfig:
                 raise ConfigurationError(
                     f"EmulatorConfig.{name} must be one of {', '.join(map(repr, allowed))}"
                 )
+        if self.recordings is not None:
+            folder = os.path.abspath(os.fspath(self.recordings))
+            if not os.path.isdir(folder):
+                raise ConfigurationError(f"EmulatorConfig.recordings: {folder} is not a folder")
+            object.__setattr__(self, "recordings", folder)  # a str, so it shows as JSON too
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigurationError("EmulatorConfig.api_key must be None or a non-empty key")
 

@@ -44,6 +44,7 @@ from ._ocr import (
     read_content,
     render,
 )
+from ._recordings import Recording, cut_answer, load_recordings
 from ._stats import EmulatorStats
 from ._storage import LinkCheck, LinkSigner, iso_now, xml_error
 
@@ -141,6 +142,7 @@ class UpstageEmulator:
         initial = config if config is not None else EmulatorConfig()
         self._initial = initial.replace(**changes) if changes else initial
         self._config = self._initial
+        self._recorded = self._load_recordings(self._config)
         self._dice = Dice(self._config.seed)
         self.stats = EmulatorStats()
         self._host = host
@@ -375,12 +377,20 @@ class UpstageEmulator:
     def _apply(self, config: EmulatorConfig) -> None:
         old = self._config
         self._config = config
+        if config.recordings != old.recordings:
+            self._recorded = self._load_recordings(config)
         if config.seed != old.seed:
             self._dice = Dice(config.seed)
         if (config.rps, config.ppm) != (old.rps, old.ppm):
             self._build_limiters()
         if self._started and config.workers != old.workers:
             self._scheduler.resize()
+
+    @staticmethod
+    def _load_recordings(config: EmulatorConfig) -> dict[str, Recording]:
+        if config.recordings is None:
+            return {}
+        return load_recordings(str(config.recordings))
 
     def _build_limiters(self) -> None:
         config = self._config
@@ -696,7 +706,9 @@ class UpstageEmulator:
         sha = doc.sha256
         self.stats.sync_submissions[sha] += 1
         attempt = self._attempts["sync", sha]
-        content = await asyncio.shield(self._content(doc))
+        recording = None if form.schema else self._recorded.get(sha)
+        if recording is None:
+            content = await asyncio.shield(self._content(doc))
         form.data = None  # the body is not kept while the answer is prepared
         del doc
         config = self._config
@@ -713,12 +725,20 @@ class UpstageEmulator:
             )
         if latency:
             await asyncio.sleep(latency)
-        body = render(
-            content.pages, model=config.model_version, shape=config.shape, schema=form.schema
-        )
+        if recording is not None:  # the recorded answer, byte for byte
+            body = recording.body
+        else:
+            body = orjson.dumps(
+                render(
+                    content.pages,
+                    model=config.model_version,
+                    shape=config.shape,
+                    schema=form.schema,
+                )
+            )
         if self._drops("sync", sha, attempt):
             return self._drop(request)
-        return self._json(body)
+        return web.Response(body=body, content_type=_JSON)
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         upload = await self._upload("async", request)
@@ -730,8 +750,10 @@ class UpstageEmulator:
         stats.async_submissions[doc.sha256] += 1
         occurrence = self._attempt("accepted", doc.sha256)
         request_id = self._dice.uuid("request", doc.sha256, occurrence)
-        over_limit = doc.pages > config.max_async_pages
-        if over_limit:  # it fails without being read
+        recording = None if form.schema else self._recorded.get(doc.sha256)
+        pages = doc.pages if recording is None else recording.pages
+        over_limit = pages > config.max_async_pages
+        if over_limit or recording is not None:  # it is not read: it fails, or is replayed
             content: asyncio.Future[DocumentContent] = asyncio.get_running_loop().create_future()
             content.set_result(DocumentContent(doc.inspection.format, ()))
         else:
@@ -744,10 +766,11 @@ class UpstageEmulator:
             sha256=doc.sha256,
             occurrence=occurrence,
             schema=form.schema or None,
-            total_pages=doc.pages,
+            total_pages=pages,
             requested_at=iso_now(),
             content=content,
-            batches=[] if over_limit else make_batches(doc.pages, config.batch_size),
+            batches=[] if over_limit else make_batches(pages, config.batch_size),
+            recording=recording,
         )
         self._requests[request_id] = job
         self._scheduler.submit(job, over_limit=over_limit)
@@ -878,12 +901,19 @@ class UpstageEmulator:
         if injected is not None:
             return injected
         config = self._config
-        first_id = first_word_id = 0
-        if config.page_ids == "document":
-            first_id = batch.start_page - 1
-            first_word_id = sum(len(page.words) for page in job.pages_before(batch))
-        body = orjson.dumps(
-            render(
+        if job.recording is not None:
+            answer = cut_answer(
+                job.recording.json(),
+                batch.start_page,
+                batch.end_page,
+                from_document=config.page_ids == "document",
+            )
+        else:
+            first_id = first_word_id = 0
+            if config.page_ids == "document":
+                first_id = batch.start_page - 1
+                first_word_id = sum(len(page.words) for page in job.pages_before(batch))
+            answer = render(
                 job.pages_of(batch),
                 model=job.model_version,
                 shape=config.shape,
@@ -891,7 +921,7 @@ class UpstageEmulator:
                 first_id=first_id,
                 first_word_id=first_word_id,
             )
-        )
+        body = orjson.dumps(answer)
         if self._drops("download", *key):
             return self._drop(request)
         if self._dice.chance(config.truncate_rate, "truncate", *key):

@@ -12,6 +12,7 @@ from typing import Any
 from ._config import EmulatorConfig
 from ._faults import Dice
 from ._ocr import DocumentContent, PageContent
+from ._recordings import Recording
 from ._stats import EmulatorStats
 from ._storage import iso_now
 
@@ -48,7 +49,8 @@ class AsyncRequest:
 
     `occurrence` counts the submissions of the same document (by `sha256`) so
     far: with the seed it keys every chance this request meets. `content` is
-    the document as read (a future: reading a large PDF runs while batches wait).
+    the document as read (a future: reading a large PDF runs while batches wait);
+    `recording`, the recorded answer its batches are cut from, when replayed.
     """
 
     id: str
@@ -64,6 +66,7 @@ class AsyncRequest:
     status: str = "submitted"
     failure_message: str = ""
     completed_at: str | None = None
+    recording: Recording | None = None
 
     @property
     def completed_pages(self) -> int:
