@@ -6,10 +6,18 @@ endpoint, an identical copy that is OCRed once, and a text file named `.pdf`
 that preflight refuses), starts the emulator in-process with some latency, a
 few server errors and a rate limit, and runs `ocr` over the folder with the
 progress bar, the summary, a report and the journal, as a user would.
+Every output is in the live service's own shape.
+
+Where the project sits beside `shared/real-ocr` (documents with the live
+service's recorded answers), it then replays them: an emulator with
+`EmulatorConfig(recordings=...)` answers those documents with the service's
+real answers, sync and as async batches merged back, and the demo checks that
+what the client saved is the recorded answer. Elsewhere that part is skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
@@ -20,10 +28,13 @@ import orjson
 
 from ._atomic import atomic_write_bytes
 from ._cli._ocr import OcrOptions, run_command
+from ._client import AsyncUpstageOCR
 from .testing._config import EmulatorConfig
 from .testing._documents import make_image, make_pdf, make_tiff
+from .testing._emulator import UpstageEmulator
+from .testing._recordings import load_recordings
 
-__all__ = ["DEMO_EMULATOR", "make_documents", "run_demo"]
+__all__ = ["DEMO_EMULATOR", "REAL_OCR", "make_documents", "replay_recordings", "run_demo"]
 
 #: The emulator of the demo: some latency, a few 5xx, a rate limit to find.
 DEMO_EMULATOR = EmulatorConfig(
@@ -41,6 +52,8 @@ BAD_NAME = "notes.pdf"
 #: The document over 100 pages: the async endpoint, 15 batches.
 BIG_NAME = "annual-report.pdf"
 BIG_PAGES = 150
+#: The live service's recorded answers, beside the project in a checkout (never copied in).
+REAL_OCR = Path(__file__).resolve().parents[2] / "shared" / "real-ocr"
 
 
 def make_documents(folder: Path) -> list[Path]:
@@ -66,7 +79,10 @@ def make_documents(folder: Path) -> list[Path]:
 
 
 def run_demo(output_dir: str | None = None) -> int:
-    """Run the demo; 0 when everything but the deliberately bad file succeeded."""
+    """Run the demo; 0 when everything but the deliberately bad file succeeded.
+
+    And, where the recordings are there, every replayed result is its recording.
+    """
     root = Path(output_dir or tempfile.mkdtemp(prefix="aioupstage-ocr-demo-")).resolve()
     documents, outputs, report = root / "documents", root / "outputs", root / "report.jsonl"
     started = time.monotonic()
@@ -107,10 +123,18 @@ def run_demo(output_dir: str | None = None) -> int:
         "Run the demo's command again and every finished document is skipped:"
     )
     _say(f"  aioupstage-ocr ocr {documents} -o {outputs} --emulator")
+    mismatched: list[str] = []
+    if REAL_OCR.is_dir():
+        mismatched = replay_recordings(REAL_OCR, root / "replay")
+    else:
+        _say(f"(No recorded answers at {REAL_OCR}: the replay of real answers is skipped.)")
     _say("On your own files: set UPSTAGE_API_KEY and run `aioupstage-ocr ocr FILES... -o DIR`.")
     _say(f"Demo done in {time.monotonic() - started:.1f} s.")
     if unexpected:
         _say(f"Unexpected failures: {len(unexpected)} (see the report)")
+    if mismatched:
+        _say(f"Replayed results that are not the recorded answer: {', '.join(mismatched)}")
+    if unexpected or mismatched:
         return 1
     return 0
 
@@ -118,3 +142,44 @@ def run_demo(output_dir: str | None = None) -> int:
 def _say(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+def replay_recordings(folder: Path, outputs: Path) -> list[str]:
+    """OCR each recorded document in `folder` on an emulator replaying its answers.
+
+    Each goes through both endpoints (async in one-page batches); the saved
+    results land in `outputs`. Returns the names whose saved result is not
+    the recorded answer (none, when all is well).
+    """
+    _say(
+        f"Replaying the live service's recorded answers from {folder}: "
+        f"aioupstage-ocr emulator --recordings {folder}"
+    )
+    return asyncio.run(_replay(folder, outputs))
+
+
+async def _replay(folder: Path, outputs: Path) -> list[str]:
+    config = EmulatorConfig(recordings=folder, batch_size=1, batch_latency=0.05)
+    mismatched: list[str] = []
+    async with (
+        UpstageEmulator(config) as emulator,
+        AsyncUpstageOCR("demo-key", base_url=emulator.base_url) as client,
+    ):
+        for recording in load_recordings(os.fspath(folder)).values():
+            recorded = recording.json()
+            name = recording.document.name
+            differs = []
+            for mode in ("sync", "async"):
+                result = await client.ocr(recording.document, mode=mode)
+                saved = result.save(outputs / mode / f"{recording.document.stem}.ocr.json")
+                if orjson.loads(saved.read_bytes()) != recorded:
+                    differs.append(mode)
+            mismatched += [f"{name} ({mode})" for mode in differs]
+            verdict = f"NOT the recording ({', '.join(differs)})" if differs else "the recording"
+            words = sum(len(page.words) for page in result.pages)
+            _say(
+                f"  {name}: {result.num_pages} page(s), {words} words, model {result.model}; "
+                f"the saved sync and async-merged results are {verdict}"
+            )
+    _say(f"  Saved under {outputs}")
+    return mismatched

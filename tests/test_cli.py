@@ -414,6 +414,15 @@ async def test_demo_exits_0_with_its_outputs(
     assert all(path.is_file() and path.is_relative_to(tmp_path / "outputs") for path in outputs)
     big = tmp_path / "outputs" / "reports" / "annual-report.ocr.json"
     assert texts(big) == pdf_texts(150)
+    written = orjson.loads(big.read_bytes())  # the live service's shape, merged from 15 batches
+    assert set(written) == {
+        "apiVersion", "confidence", "metadata", "mimeType", "modelVersion", "numBilledPages",
+        "pages", "stored", "text",
+    }  # fmt: skip
+    assert set(written["pages"][0]["words"][0]) == {"boundingBox", "confidence", "id", "text"}
+    if (SAMPLES.parent / "real-ocr").is_dir():  # the replay of the real answers ran too
+        assert captured.err.count("the saved sync and async-merged results are the recording") == 4
+        assert (tmp_path / "replay" / "async" / "multi_page.ocr.json").is_file()
     rows = read_report(tmp_path / "report.jsonl")
     assert [Path(k).name for k, row in rows.items() if row["status"] == "failed"] == ["notes.pdf"]
     assert f"Outputs: {tmp_path / 'outputs'}" in captured.err
