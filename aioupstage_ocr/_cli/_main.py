@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="OCR files, folders, or paths read from stdin",
         description=(
             "OCR every input; write DIR/<path under the inputs' common folder>.ocr.json "
-            "(the merged result in the sync shape) and print each output's absolute path. "
+            "(the service's answer; async batches merged into one) and print each output's "
+            "absolute path. "
             "Running the same command again resumes: finished outputs are kept, open "
             "requests are fetched, nothing is submitted twice."
         ),
