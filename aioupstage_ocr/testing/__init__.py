@@ -7,6 +7,10 @@ async with UpstageEmulator(EmulatorConfig(rps=3, error_rate=0.1, seed=7)) as emu
     ...  # point the client at emulator.base_url; assert on emulator.stats
 ```
 
+It answers in the live service's shape, as its recorded answers have it;
+`EmulatorConfig(recordings="folder/")` replays real answers (`<stem>.response.json`
+beside each document) for the documents recorded there.
+
 `EmulatorThread` runs it on a thread of its own, for sync code and any event loop:
 
 ```python
