@@ -385,11 +385,12 @@ def _parse_result(data: Any) -> OCRResult:
         )
         raise _Invalid("body", reason)
     live = _is_live(data)
-    metadata = _metadata_pages(data.get("metadata")) if live else {}
+    metadata = _metadata_pages(data.get("metadata")) if live else []
     pages: list[Page] = []
     words_before = 0  # the live shape counts word ids across the document
     for i, page in enumerate(pages_raw):
-        parsed = _parse_page(page, i, metadata.get(i + 1), live, words_before if live else 0)
+        meta = metadata[i] if i < len(metadata) else None
+        parsed = _parse_page(page, i, meta, live, words_before if live else 0)
         pages.append(parsed)
         words_before += len(parsed.words)
     key = "modelVersion" if "modelVersion" in data else "model"
@@ -399,26 +400,31 @@ def _parse_result(data: Any) -> OCRResult:
     return OCRResult(tuple(pages), model, data)
 
 
-def _metadata_pages(metadata: object) -> dict[int, dict[str, Any]]:
-    """`metadata.pages[]` by page number (from 1); {} where there is none."""
+def _metadata_pages(metadata: object) -> list[dict[str, Any]]:
+    """`metadata.pages[]` in page order, the k-th entry describing the k-th page.
+
+    Ordered by their `page` numbers, which count from 1 in an answer but may
+    count from the document in a batch of it; [] where there are none.
+    """
     if metadata is None:
-        return {}
+        return []
     if type(metadata) is not dict:
         raise _Invalid("metadata", f"is not an object ({_what(metadata)})")
     entries = metadata.get("pages")
     if entries is None:
-        return {}
+        return []
     if type(entries) is not list:
         raise _Invalid("metadata.pages", f"is not a list ({_what(entries)})")
-    out: dict[int, dict[str, Any]] = {}
+    numbered: list[tuple[int, dict[str, Any]]] = []
     for k, entry in enumerate(entries):
         if type(entry) is not dict:
             raise _Invalid(f"metadata.pages[{k}]", f"is not an object ({_what(entry)})")
         number = entry.get("page", k + 1)
         if type(number) is not int:
             raise _Invalid(f"metadata.pages[{k}]", f"'page' is not an integer ({_what(number)})")
-        out[number] = entry
-    return out
+        numbered.append((number, entry))
+    numbered.sort(key=itemgetter(0))
+    return [entry for _number, entry in numbered]
 
 
 def _size(page: dict[str, Any], meta: dict[str, Any] | None, key: str, where: str) -> int | None:
@@ -605,7 +611,7 @@ def merge_batches(
     word_id = 0
     for _start, _end, result in items:
         live = _is_live(result.raw)
-        meta = _metadata_pages(result.raw.get("metadata")) if live else {}
+        meta = _metadata_pages(result.raw.get("metadata")) if live else []
         for k, (served, served_raw) in enumerate(
             zip(result.pages, result.raw["pages"], strict=True)
         ):
@@ -614,7 +620,7 @@ def merge_batches(
             if live:
                 page, raw_page = _renumber_words(page, raw_page, word_id)
                 word_id += len(page.words)
-                meta_pages.append(_meta_entry(meta.get(k + 1), page, index + 1))
+                meta_pages.append(_meta_entry(meta[k] if k < len(meta) else None, page, index + 1))
             pages.append(page if page.index == index else dataclasses.replace(page, index=index))
             raw_pages.append(raw_page if raw_page.get("id") == index else {**raw_page, "id": index})
     raws = [result.raw for _s, _e, result in items]

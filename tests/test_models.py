@@ -331,6 +331,25 @@ def test_vertex_missing_coordinate_is_zero() -> None:
     assert words[1].vertices[0] == (0.3, 0.0)
 
 
+def test_metadata_numbered_from_the_document() -> None:
+    """A batch's metadata.pages may count from the document: entry k is still page k's."""
+    body = copy.deepcopy(LIVE_SHAPE)
+    for page in body["pages"]:
+        page.pop("width", None)
+        page.pop("height", None)
+    body["metadata"]["pages"] = [
+        {"height": 600, "page": 12, "width": 800},
+        {"height": 2000, "page": 11, "width": 1000},
+    ]  # listed out of order, too
+    result = parse_result(body)
+    assert [(p.width, p.height) for p in result.pages] == [(1000, 2000), (800, 600)]
+    merged = merge_batches("req-8", 2, [(1, 2, result)])
+    assert merged.raw["metadata"]["pages"] == [
+        {"height": 2000, "page": 1, "width": 1000},
+        {"height": 600, "page": 2, "width": 800},
+    ]
+
+
 def test_live_shape_without_size_in_ratio_range() -> None:
     """Without a page size, boundingBox values within 0..1 are taken as ratios."""
     body = {
