@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _s3 import s3_bucket, s3_server  # noqa: F401 - fixtures: moto S3 on loopback
 
 from aioupstage_ocr import AsyncUpstageOCR
 from aioupstage_ocr.testing import set_testing
