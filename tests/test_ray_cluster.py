@@ -1,0 +1,85 @@
+"""`aioupstage_ocr.ray` on a real local Ray cluster, with S3 (moto) and the emulator.
+
+The emulator runs in a process of its own (Ray's actors are other processes);
+the cluster is started once for the module (2 CPUs, no dashboard) and shut down
+after. Keep these few and small: a cluster on a loaded machine is slow to start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+pytest.importorskip("s3fs")
+
+from _s3 import S3Server, seed_objects  # noqa: E402 - after the skips
+
+from aioupstage_ocr import RateLimit  # noqa: E402 - after the skips
+from aioupstage_ocr._storage import read_bytes  # noqa: E402 - after the skips
+from aioupstage_ocr.ray import list_documents, ocr_dataset  # noqa: E402 - after the skips
+from aioupstage_ocr.testing import make_pdf  # noqa: E402 - after the skips
+from benchmarks._harness import API_KEY, EmulatorProcess  # noqa: E402 - after the skips
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorProcess]:
+    """The emulator in its own process, for the module; reset by each test that needs it."""
+    with EmulatorProcess(batch_latency=0.02) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A local Ray cluster for the module; its workers see the S3 server's environment."""
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=150 * 1024 * 1024,
+        runtime_env={"env_vars": dict(s3_server.env)},
+    )
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def test_dataset_from_s3_to_s3(cluster: None, emulator: EmulatorProcess, s3_bucket: str) -> None:
+    """Documents listed from S3 are OCRed by actors; each output lands whole beside its key."""
+    emulator.reset()
+    docs = {f"in/{i % 3}/doc{i:02d}.pdf": make_pdf([f"cluster doc {i}"]) for i in range(24)}
+    docs["in/broken.pdf"] = b"%PDF-1.4 but nothing after"
+    seed_objects(s3_bucket, docs)
+    urls = list(list_documents(f"{s3_bucket}/in"))
+    assert len(urls) == 25
+    ds = ray.data.from_items([{"path": url} for url in urls])
+
+    out = ocr_dataset(
+        ds,
+        api_key=API_KEY,
+        base_url=emulator.base_url,
+        output=f"{s3_bucket}/out",
+        input_prefix=f"{s3_bucket}/in",
+        rate=RateLimit(rps=50),
+        concurrency=2,
+        batch_size=5,
+    )
+    rows = {row["path"]: row for row in out.take_all()}
+
+    assert sorted(rows) == sorted(urls)
+    broken = rows.pop(f"{s3_bucket}/in/broken.pdf")
+    assert broken["status"] == "failed"
+    assert "broken.pdf" in broken["error"]
+    for url, row in rows.items():
+        i = int(url.rsplit("doc", 1)[1].removesuffix(".pdf"))
+        assert row["status"] == "ok", row["error"]
+        assert row["text"] == f"cluster doc {i}"
+        assert row["output"] == url.replace("/in/", "/out/", 1) + ".ocr.json"
+        assert read_bytes(row["output"]).decode() == row["result"]
+    stats = emulator.stats()
+    assert sum(stats["sync_submissions"].values()) == 24
