@@ -46,6 +46,7 @@ from ._exceptions import WaitTimeoutError
 from ._models import OCRResult, RequestStatus, RequestSummary
 from ._poller import ProgressHook
 from ._preflight import Document, Mode
+from ._ratelimit import Pacer
 from ._reconcile import Window
 from ._transport import Transport
 
@@ -60,6 +61,10 @@ class AsyncUpstageOCR:
     `UPSTAGE_BASE_URL`, or the service's. One `aiohttp.ClientSession` serves the
     client (or the `session` given, which it leaves open); close it with
     `async with` or `await aclose()`.
+
+    `pacer` replaces the `Pacer` built from `rate`, to share one pace beyond
+    this client (`aioupstage_ocr.ray` gives each actor's client one that leases
+    from the cluster's budget).
 
     Retries (connection errors, 408, 409, 429, 5xx) follow `retries`. A sync
     call that dropped is sent again: a sync request leaves nothing behind on
@@ -81,6 +86,7 @@ class AsyncUpstageOCR:
         document_limits: DocumentLimits = DEFAULT_DOCUMENT_LIMITS,
         polling: Polling = DEFAULT_POLLING,
         session: aiohttp.ClientSession | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self.model = model
@@ -98,6 +104,7 @@ class AsyncUpstageOCR:
             retries=retries,
             rate=rate,
             session=session,
+            pacer=pacer,
         )
         self._engine = Engine(
             self._transport,

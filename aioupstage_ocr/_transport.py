@@ -191,6 +191,7 @@ class Transport:
         rate: RateLimit = DEFAULT_RATE,
         session: aiohttp.ClientSession | None = None,
         on_retry: RetryHook | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         base = URL(base_url.rstrip("/"))
         if not base.absolute or base.scheme not in ("http", "https"):
@@ -205,7 +206,13 @@ class Transport:
         self.timeouts = timeouts
         self.limits = limits
         self.policy = RetryPolicy(retries)
-        self.pacer = Pacer.from_config(rate, max_pause=retries.retry_after_max)
+        # The gate every API request passes; one given (a pace shared beyond this
+        # client, as aioupstage_ocr.ray's cluster budget) replaces the one `rate` builds.
+        self.pacer = (
+            pacer
+            if pacer is not None
+            else Pacer.from_config(rate, max_pause=retries.retry_after_max)
+        )
         #: Told of every retry this transport makes; add and remove your own (as
         #: with httpx's `event_hooks`); `on_retry` is the first one.
         self.retry_listeners: list[RetryHook] = [] if on_retry is None else [on_retry]

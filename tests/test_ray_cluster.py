@@ -20,6 +20,7 @@ from _s3 import S3Server, seed_objects  # noqa: E402 - after the skips
 from aioupstage_ocr import RateLimit  # noqa: E402 - after the skips
 from aioupstage_ocr._storage import read_bytes  # noqa: E402 - after the skips
 from aioupstage_ocr.ray import list_documents, ocr_dataset  # noqa: E402 - after the skips
+from aioupstage_ocr.ray._budget import NAMESPACE, budget_name  # noqa: E402 - after the skips
 from aioupstage_ocr.testing import make_pdf  # noqa: E402 - after the skips
 from benchmarks._harness import API_KEY, EmulatorProcess  # noqa: E402 - after the skips
 
@@ -83,3 +84,10 @@ def test_dataset_from_s3_to_s3(cluster: None, emulator: EmulatorProcess, s3_buck
         assert read_bytes(row["output"]).decode() == row["result"]
     stats = emulator.stats()
     assert sum(stats["sync_submissions"].values()) == 24
+    # Both actors paced with the one budget actor of this key, in blocks.
+    budget = ray.get_actor(budget_name(API_KEY, "ocr", emulator.base_url), namespace=NAMESPACE)
+    holders = ray.get(budget.stats.remote())["holders"]
+    assert len(holders) == 2
+    granted = sum(h["granted"] for h in holders.values())
+    assert granted >= 24
+    assert sum(h["leases"] for h in holders.values()) < granted

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -29,10 +31,13 @@ from .._config import (
     RateLimit,
     Retries,
     Timeouts,
+    resolve_api_key,
+    resolve_base_url,
 )
 from .._exceptions import ConfigurationError
 from .._models import OCRResult
 from .._preflight import Document, Mode
+from ._budget import ClusterPacer, Grant, LeaseRequest, cluster_budget
 
 __all__ = ["OUTPUT_SCHEMA", "OCRStage", "list_documents", "ocr_dataset"]
 
@@ -110,6 +115,10 @@ class OCRStage:
       (`_storage.output_url`); the row's `output` column is that URL.
     - `input_prefix`: what input keys are taken relative to (default: none, so
       an output mirrors the input's whole `bucket/key`).
+    - `shared_budget` (default True): on a Ray cluster, every actor's client
+      paces with one budget actor for this key and model (`_budget`): the
+      `rate` given is the account's, for the whole cluster. False: each actor
+      paces alone at `rate`.
 
     The client is created on the first batch, in the actor's event loop, and
     serves every later batch (Ray runs several at once on that loop).
@@ -130,6 +139,7 @@ class OCRStage:
         rate: RateLimit = DEFAULT_RATE,
         document_limits: DocumentLimits = DEFAULT_DOCUMENT_LIMITS,
         polling: Polling = DEFAULT_POLLING,
+        shared_budget: bool = True,
     ) -> None:
         if mode not in ("auto", "sync", "async"):
             raise ConfigurationError(f"mode must be 'auto', 'sync' or 'async', got {mode!r}")
@@ -147,7 +157,10 @@ class OCRStage:
         self._mode: Mode = mode
         self._output = output
         self._input_prefix = input_prefix or ""
+        self._shared_budget = shared_budget
         self._client: AsyncUpstageOCR | None = None
+        #: The budget actor's handle, when this stage paces with the cluster.
+        self.budget: Any = None
 
     def __repr__(self) -> str:  # never the key
         return f"OCRStage(mode={self._mode!r}, output={self._output!r})"
@@ -156,8 +169,32 @@ class OCRStage:
         # Created in the running loop (the actor's), on first use; no await
         # between the test and the assignment, so concurrent batches share one.
         if self._client is None:
-            self._client = AsyncUpstageOCR(**self._client_settings)
+            settings = dict(self._client_settings)
+            if self._shared_budget and ray.is_initialized():
+                settings["pacer"] = self._cluster_pacer()
+            self._client = AsyncUpstageOCR(**settings)
         return self._client
+
+    def _cluster_pacer(self) -> ClusterPacer:
+        """A pacer leasing from the budget actor of this key and model (made if missing)."""
+        settings = self._client_settings
+        retries: Retries = settings["retries"]
+        self.budget = cluster_budget(
+            api_key=resolve_api_key(settings["api_key"]),
+            model=settings["model"],
+            base_url=resolve_base_url(settings["base_url"]),
+            rate=settings["rate"],
+            max_pause=retries.retry_after_max,
+            detached=True,  # outlives this actor; `ocr_dataset` makes a job-scoped one first
+        )
+        budget = self.budget
+
+        async def lease(request: LeaseRequest) -> Grant:
+            grant: Grant = await budget.lease.remote(request)
+            return grant
+
+        holder = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        return ClusterPacer(lease, holder=holder, max_pause=retries.retry_after_max)
 
     async def aclose(self) -> None:
         """Close this stage's client (an actor that ends needs not: its process goes)."""
@@ -289,8 +326,19 @@ def ocr_dataset(
 
     `concurrency` actors (4), `batch_size` documents a batch (16), each actor
     holding `num_cpus` (0.25: it mostly waits on the network). `settings` go to
-    `OCRStage`.
+    `OCRStage`. The cluster's budget actor is made here, on the driver, so it
+    lives as long as the job (unless `shared_budget=False`).
     """
+    if settings.get("shared_budget", True):
+        rate: RateLimit = settings.get("rate", DEFAULT_RATE)
+        retries: Retries = settings.get("retries", DEFAULT_RETRIES)
+        cluster_budget(
+            api_key=resolve_api_key(settings.get("api_key")),
+            model=settings.get("model", DEFAULT_MODEL),
+            base_url=resolve_base_url(settings.get("base_url")),
+            rate=rate,
+            max_pause=retries.retry_after_max,
+        )
     return ds.map_batches(
         OCRStage,
         fn_constructor_kwargs=settings,
