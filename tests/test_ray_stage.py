@@ -110,3 +110,109 @@ async def test_local_paths_and_a_missing_column(
 
 def test_repr_hides_the_key() -> None:
     assert TEST_KEY not in repr(OCRStage(api_key=TEST_KEY))
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def _submissions(emulator: UpstageEmulator, data: bytes, route: str = "async") -> int:
+    import hashlib
+
+    counts = getattr(emulator.stats, f"{route}_submissions")
+    return int(counts[hashlib.sha256(data).hexdigest()])
+
+
+async def test_a_second_run_reads_outputs_and_sends_nothing(
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator
+) -> None:
+    docs = [_doc(30 + i) for i in range(4)]
+    batch = {"bytes": docs, "name": [f"d{i}.pdf" for i in range(4)]}
+    first = (await stage_factory(output=f"{s3_bucket}/out")(batch)).to_pylist()
+    uploads = upstage_emulator.stats.uploads
+    again = (await stage_factory(output=f"{s3_bucket}/out")(batch)).to_pylist()
+    assert upstage_emulator.stats.uploads == uploads
+    assert [row["status"] for row in again] == ["ok"] * 4
+    assert [row["result"] for row in again] == [row["result"] for row in first]
+    assert [row["output"] for row in again] == [row["output"] for row in first]
+
+
+async def test_an_open_request_of_a_dead_attempt_is_waited_for(
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator, client
+) -> None:
+    """`submitted` in the ledger: the request id is adopted, the document is not sent again."""
+    from aioupstage_ocr.ray._ledger import Ledger, content_hash
+
+    data = _doc(40)
+    request_id = await client.submit(data, filename="a.pdf")
+    ledger = Ledger(f"{s3_bucket}/ledger")
+    ledger.submitted(content_hash(data), request_id, name="a.pdf")
+    stage = stage_factory(mode="async", ledger=f"{s3_bucket}/ledger")
+    row = (await stage({"bytes": [data], "name": ["a.pdf"]})).to_pylist()[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["request_id"] == request_id
+    assert row["text"] == "document 40 of the stage test"
+    assert _submissions(upstage_emulator, data) == 1
+    entry = ledger.read(content_hash(data))
+    assert entry is not None
+    assert entry.state == "done"
+
+
+async def test_a_send_that_never_left_is_sent(
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator
+) -> None:
+    from aioupstage_ocr.ray._ledger import Ledger, content_hash
+
+    data = _doc(41)
+    Ledger(f"{s3_bucket}/l").sending(content_hash(data), route="async", name="b.pdf")
+    stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
+    row = (await stage({"bytes": [data], "name": ["b.pdf"]})).to_pylist()[0]
+    assert row["status"] == "ok", row["error"]
+    assert _submissions(upstage_emulator, data) == 1
+
+
+async def test_a_send_that_left_unrecorded_is_adopted(
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator, client
+) -> None:
+    """`sending`, and one unclaimed request since: that one is adopted."""
+    from aioupstage_ocr.ray._ledger import Ledger, content_hash
+
+    data = _doc(42)
+    ledger = Ledger(f"{s3_bucket}/l")
+    ledger.sending(content_hash(data), route="async", name="c.pdf")
+    request_id = await client.submit(data, filename="c.pdf")  # its answer was never recorded
+    stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
+    row = (await stage({"bytes": [data], "name": ["c.pdf"]})).to_pylist()[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["request_id"] == request_id
+    assert _submissions(upstage_emulator, data) == 1
+    assert ledger.claimed(request_id)
+
+
+async def test_two_unrecorded_sends_are_refused_not_paid_twice(
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator, client
+) -> None:
+    from aioupstage_ocr.ray._ledger import Ledger, content_hash
+
+    docs = [_doc(43), _doc(44)]
+    ledger = Ledger(f"{s3_bucket}/l")
+    for i, data in enumerate(docs):
+        ledger.sending(content_hash(data), route="async", name=f"{i}.pdf")
+        await client.submit(data, filename=f"{i}.pdf")
+    stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
+    rows = (await stage({"bytes": docs, "name": ["0.pdf", "1.pdf"]})).to_pylist()
+    assert [row["status"] for row in rows] == ["failed", "failed"]
+    assert all(row["error"].startswith("AmbiguousSubmitError") for row in rows)
+    assert [_submissions(upstage_emulator, data) for data in docs] == [1, 1]
+
+
+async def test_a_sync_send_is_repeated_at_most_once(
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator
+) -> None:
+    from aioupstage_ocr.ray._ledger import Ledger, content_hash
+
+    data = _doc(45)
+    Ledger(f"{s3_bucket}/l").sending(content_hash(data), route="sync", name="s.pdf")
+    stage = stage_factory(ledger=f"{s3_bucket}/l")
+    row = (await stage({"bytes": [data], "name": ["s.pdf"]})).to_pylist()[0]
+    assert row["status"] == "ok"
+    assert _submissions(upstage_emulator, data, "sync") == 1

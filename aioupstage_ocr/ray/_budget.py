@@ -19,6 +19,7 @@ transport consults like its own), which leases send times from one `Budget`:
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import math
 import time
@@ -39,6 +40,7 @@ __all__ = [
     "ClusterPacer",
     "Grant",
     "LeaseRequest",
+    "before_send",
     "budget_name",
     "cluster_budget",
 ]
@@ -235,6 +237,22 @@ class Budget:
         }
 
 
+#: Awaited by `ClusterPacer.acquire` once, right before the next request of this
+#: task leaves (after its pace): how the ledger records a send at the last moment.
+_BEFORE_SEND: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = contextvars.ContextVar(
+    "aioupstage_ocr_before_send", default=None
+)
+
+
+def before_send(hook: Callable[[], Awaitable[None]]) -> None:
+    """Have `hook` awaited right before this task's next API request leaves.
+
+    Set it from a coroutine awaited in the sending task (as `ocr_many`'s
+    `before_submit` is); it runs once, then is cleared.
+    """
+    _BEFORE_SEND.set(hook)
+
+
 #: How a holder reaches its budget: an actor's `lease.remote`, or a local call.
 LeaseCall = Callable[[LeaseRequest], Awaitable[Grant]]
 
@@ -317,6 +335,10 @@ class ClusterPacer(Pacer):
         while now < at or now < self._paused_until:
             await self._sleep(max(at, self._paused_until) - now)
             now = self._clock()
+        hook = _BEFORE_SEND.get()
+        if hook is not None:
+            _BEFORE_SEND.set(None)
+            await hook()
         return now
 
     async def acquire_pages(self, pages: int) -> None:

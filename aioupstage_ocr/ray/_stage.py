@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, Any
 
 import anyio
@@ -16,6 +17,7 @@ import pyarrow as pa
 import ray.data
 
 from .. import _storage
+from .._bulk import Resume, Submission
 from .._client import AsyncUpstageOCR
 from .._config import (
     DEFAULT_DOCUMENT_LIMITS,
@@ -34,10 +36,11 @@ from .._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from .._exceptions import ConfigurationError
-from .._models import OCRResult
+from .._exceptions import AmbiguousSubmitError, ConfigurationError
+from .._models import OCRResult, parse_result
 from .._preflight import Document, Mode
-from ._budget import ClusterPacer, Grant, LeaseRequest, cluster_budget
+from ._budget import Budget, ClusterPacer, Grant, LeaseRequest, before_send, cluster_budget
+from ._ledger import Entry, Ledger, content_hash
 
 __all__ = ["OUTPUT_SCHEMA", "OCRStage", "list_documents", "ocr_dataset"]
 
@@ -62,6 +65,18 @@ OUTPUT_SCHEMA = pa.schema(
 DEFAULT_CONCURRENCY = 4
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_ACTOR_CPUS = 0.25
+#: The ledger's folder under the output prefix, by default.
+LEDGER_FOLDER = ".aioupstage-ocr-ledger"
+# Seconds before a recorded send in which the service's clock may place its request.
+_WINDOW_MARGIN = 5.0
+
+
+def _hash(document: Document | None) -> str:
+    if isinstance(document, str):
+        with open(document, "rb") as file:
+            return content_hash(file)
+    assert isinstance(document, bytes) or hasattr(document, "read")
+    return content_hash(document)  # type: ignore[arg-type]
 
 
 def list_documents(prefix: str) -> Iterator[str]:
@@ -83,6 +98,10 @@ class _Row:
     error: str | None = None
     output: str | None = None
     opened: list[IO[bytes]] = field(default_factory=list)
+    sha256: str | None = None
+    entry: Entry | None = None  # what the ledger knew before this attempt
+    resume: str | None = None  # an open request id to wait for instead of sending
+    skipped: bool = False  # done by an earlier attempt: its output was read back
 
     def fail(self, exc: BaseException) -> None:
         self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -119,6 +138,10 @@ class OCRStage:
       paces with one budget actor for this key and model (`_budget`): the
       `rate` given is the account's, for the whole cluster. False: each actor
       paces alone at `rate`.
+    - `ledger` (default True: `<output>/.aioupstage-ocr-ledger` when `output`
+      is given): where each document's progress is recorded by content hash,
+      so a batch Ray runs again never pays twice (`_ledger`); a URL or folder
+      to put it elsewhere; False for none.
 
     The client is created on the first batch, in the actor's event loop, and
     serves every later batch (Ray runs several at once on that loop).
@@ -140,6 +163,7 @@ class OCRStage:
         document_limits: DocumentLimits = DEFAULT_DOCUMENT_LIMITS,
         polling: Polling = DEFAULT_POLLING,
         shared_budget: bool = True,
+        ledger: str | bool = True,
     ) -> None:
         if mode not in ("auto", "sync", "async"):
             raise ConfigurationError(f"mode must be 'auto', 'sync' or 'async', got {mode!r}")
@@ -158,6 +182,10 @@ class OCRStage:
         self._output = output
         self._input_prefix = input_prefix or ""
         self._shared_budget = shared_budget
+        root = ledger if isinstance(ledger, str) else None
+        if ledger is True and output is not None:
+            root = _storage.join(output, LEDGER_FOLDER)
+        self._ledger = Ledger(root) if root is not None else None
         self._client: AsyncUpstageOCR | None = None
         #: The budget actor's handle, when this stage paces with the cluster.
         self.budget: Any = None
@@ -170,15 +198,26 @@ class OCRStage:
         # between the test and the assignment, so concurrent batches share one.
         if self._client is None:
             settings = dict(self._client_settings)
-            if self._shared_budget and ray.is_initialized():
-                settings["pacer"] = self._cluster_pacer()
+            settings["pacer"] = self._pacer()
             self._client = AsyncUpstageOCR(**settings)
         return self._client
 
-    def _cluster_pacer(self) -> ClusterPacer:
-        """A pacer leasing from the budget actor of this key and model (made if missing)."""
+    def _pacer(self) -> ClusterPacer:
+        """A pacer leasing from the budget actor of this key and model (made if missing).
+
+        Without a cluster, or with `shared_budget=False`, the budget is this
+        actor's own: the same pacing, at `rate` for this actor alone.
+        """
         settings = self._client_settings
         retries: Retries = settings["retries"]
+        holder = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if not (self._shared_budget and ray.is_initialized()):
+            own = Budget(settings["rate"], max_pause=retries.retry_after_max)
+
+            async def own_lease(request: LeaseRequest) -> Grant:
+                return own.lease(request)
+
+            return ClusterPacer(own_lease, holder=holder, max_pause=retries.retry_after_max)
         self.budget = cluster_budget(
             api_key=resolve_api_key(settings["api_key"]),
             model=settings["model"],
@@ -193,7 +232,6 @@ class OCRStage:
             grant: Grant = await budget.lease.remote(request)
             return grant
 
-        holder = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         return ClusterPacer(lease, holder=holder, max_pause=retries.retry_after_max)
 
     async def aclose(self) -> None:
@@ -234,25 +272,173 @@ class OCRStage:
 
     async def _ocr(self, client: AsyncUpstageOCR, rows: Sequence[_Row]) -> None:
         todo = [row for row in rows if row.document is not None and row.error is None]
+        if self._ledger is not None and todo:
+            todo = await self._consult(client, todo)
         if not todo:
             return
-        documents: list[Document] = [row.document for row in todo if row.document is not None]
-        async with client.ocr_many(documents, mode=self._mode) as run:
+        items: list[Document | Resume] = []
+        for row in todo:
+            assert row.document is not None
+            items.append(Resume(row.document, row.resume) if row.resume else row.document)
+        async with client.ocr_many(
+            items,
+            mode=self._mode,
+            before_submit=self._before_submit if self._ledger is not None else None,
+            after_submit=self._after_submit if self._ledger is not None else None,
+        ) as run:
             async for item in run:
                 row = todo[item.index]
+                if row.sha256 is None:
+                    row.sha256 = item.sha256
                 if item.result is None:
                     assert item.error is not None
                     row.fail(item.error)
-                    row.request_id = item.request_id
+                    row.request_id = item.request_id or row.resume
                     continue
-                body = item.result.to_json()
-                if self._output is not None:
-                    try:
-                        row.output = await self._write(row.path, body)
-                    except Exception as exc:  # noqa: BLE001 - its own row
-                        row.fail(exc)
-                        continue
-                row.succeed(item.result, body, item.request_id)
+                await self._finish(row, item.result, item.request_id or row.resume)
+
+    async def _finish(self, row: _Row, result: OCRResult, request_id: str | None) -> None:
+        """Write the output (whole), then mark the document done in the ledger."""
+        body = result.to_json()
+        if self._output is not None:
+            try:
+                row.output = await self._write(row.path, body)
+            except Exception as exc:  # noqa: BLE001 - its own row
+                row.fail(exc)
+                return
+        if self._ledger is not None and row.sha256 is not None:
+            try:
+                await anyio.to_thread.run_sync(
+                    partial(
+                        self._ledger.done,
+                        row.sha256,
+                        output=row.output,
+                        request_id=request_id,
+                        name=row.path,
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - the result stands; the next run redoes it
+                logger.warning("%s: the ledger could not record it as done: %s", row.path, exc)
+        row.succeed(result, body, request_id)
+
+    # ------------------------------------------------------------------ the ledger
+
+    async def _consult(self, client: AsyncUpstageOCR, rows: list[_Row]) -> list[_Row]:
+        """Look each document up in the ledger; the rows still to send or wait for."""
+        assert self._ledger is not None
+        ledger = self._ledger
+
+        async def look(row: _Row) -> None:
+            try:
+                row.sha256 = await anyio.to_thread.run_sync(_hash, row.document)
+                row.entry = await anyio.to_thread.run_sync(ledger.read, row.sha256)
+            except Exception as exc:  # noqa: BLE001 - its own row
+                row.fail(exc)
+                return
+            entry = row.entry
+            if entry is None:
+                return
+            if entry.state == "done" and entry.output is not None:
+                try:
+                    body = await anyio.to_thread.run_sync(_storage.read_bytes, entry.output)
+                    result = parse_result(body, source=entry.output)
+                except Exception:  # noqa: BLE001 - gone or unreadable: do it again
+                    logger.info("%s: its recorded output is gone; redoing it", row.path)
+                else:
+                    row.output = entry.output
+                    row.succeed(result, body, entry.request_id)
+                    row.skipped = True
+                    return
+            if entry.request_id is not None:  # submitted (or done without output): wait
+                row.resume = entry.request_id
+
+        async with anyio.create_task_group() as group:
+            for row in rows:
+                group.start_soon(look, row)
+        sending = [
+            row
+            for row in rows
+            if row.error is None
+            and not row.skipped
+            and row.resume is None
+            and row.entry is not None
+            and row.entry.state == "sending"
+            and row.entry.route == "async"
+        ]
+        if sending:
+            await self._resolve(client, sending)
+        return [row for row in rows if row.error is None and not row.skipped]
+
+    async def _resolve(self, client: AsyncUpstageOCR, rows: list[_Row]) -> None:
+        """Async submits that may have left before an actor died: adopt, resend, or refuse."""
+        assert self._ledger is not None
+        ledger = self._ledger
+        since = min(row.entry.at for row in rows if row.entry is not None) - _WINDOW_MARGIN
+        try:
+            summaries = await client.list_requests()
+            candidates = []
+            for summary in summaries:
+                when = summary.requested_datetime
+                if when is not None and when.timestamp() < since:
+                    continue
+                if not await anyio.to_thread.run_sync(ledger.claimed, summary.id):
+                    candidates.append(summary.id)
+        except Exception as exc:  # noqa: BLE001 - cannot tell: refuse rather than pay twice
+            for row in rows:
+                row.fail(
+                    AmbiguousSubmitError(
+                        row.path,
+                        f"an earlier attempt may have submitted it, and the request list "
+                        f"that would tell could not be read ({exc})",
+                    )
+                )
+            return
+        if not candidates:
+            logger.info("%d document(s) recorded as sending never reached the service", len(rows))
+            return  # none went: send them
+        if len(candidates) == 1 and len(rows) == 1:
+            row, request_id = rows[0], candidates[0]
+            assert row.sha256 is not None
+            await anyio.to_thread.run_sync(
+                partial(ledger.submitted, row.sha256, request_id, name=row.path)
+            )
+            logger.warning("%s: adopting request %s of an earlier attempt", row.path, request_id)
+            row.resume = request_id
+            return
+        for row in rows:
+            row.fail(
+                AmbiguousSubmitError(
+                    row.path,
+                    f"an earlier attempt may have submitted it; {len(candidates)} unclaimed "
+                    f"request(s) since could be it; not sending it again (that could pay twice)",
+                    candidates=tuple(candidates),
+                )
+            )
+
+    async def _before_submit(self, submission: Submission) -> None:
+        assert self._ledger is not None
+        ledger = self._ledger
+
+        async def record() -> None:
+            await anyio.to_thread.run_sync(
+                partial(
+                    ledger.sending, submission.sha256, route=submission.route, name=submission.name
+                )
+            )
+
+        before_send(record)
+
+    async def _after_submit(self, submission: Submission) -> None:
+        assert self._ledger is not None
+        assert submission.request_id is not None
+        await anyio.to_thread.run_sync(
+            partial(
+                self._ledger.submitted,
+                submission.sha256,
+                submission.request_id,
+                name=submission.name,
+            )
+        )
 
     async def _write(self, path: str, body: bytes) -> str:
         assert self._output is not None
