@@ -9,8 +9,9 @@ path. This module is a leaf: blocking calls, run them off the event loop.
 - `iter_prefix`: the documents under a prefix, streamed. On S3 the listing is
   read a page (1,000 keys) at a time; elsewhere one folder at a time
   (`fs.walk`). A million keys are never held at once.
-- `open_document`: the bytes of a small object, a seekable file object that
-  reads in ranges for a larger one (the upload streams from storage).
+- `open_document`: the bytes of a small object (one ranged GET), a seekable
+  file object that reads in ranges for a larger one (the upload streams from
+  storage).
 - `write_whole`: one put of the complete bytes (S3 shows an object only once
   its put completed: a reader sees the old object or the whole new one); a
   local path goes through `_atomic`.
@@ -217,16 +218,14 @@ def open_document(url: str, *, small: int = SMALL_READ) -> bytes | IO[bytes]:
     fs, path = _fs(url)
     shown = safe_url(url)
     try:
-        info = fs.info(path)
-        if info.get("type") == "directory":
-            raise DocumentNotFoundError(shown, "is a folder (a prefix), not an object")
-        size = int(info.get("size") or 0)
-        if size <= small:
-            return cast(bytes, fs.cat_file(path))
+        # One ranged GET: a small document comes whole, a larger one is opened.
+        head = cast(bytes, fs.cat_file(path, start=0, end=small + 1))
+        if len(head) <= small:
+            return head
         handle = cast(IO[bytes], fs.open(path, "rb"))
     except UpstageOCRError:
         raise
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise DocumentNotFoundError(shown, "no such object") from None
     except Exception as exc:  # noqa: BLE001 - any store's client error, cleaned
         raise StorageError(url, f"cannot read it: {_reason(exc)}") from None

@@ -4,20 +4,22 @@ Ray re-runs a batch whose actor died, maybe on another node; the ledger tells
 the new attempt what the old one did. One small JSON object per document,
 at `<root>/<sha[:2]>/<sha>.json`, written whole (`_storage.write_whole`):
 
-- `sending`: written right before the request leaves (after its pace and
-  slot, `ClusterPacer`'s before-send hook), with the route and the time;
+- `sending`: written right before an async submit leaves (after its pace
+  and slot, `ClusterPacer`'s before-send hook), with the time (a sync call
+  is not recorded: a retry sends it again either way, at most once more);
 - `submitted`: an async request id is known (and a marker
   `<root>/requests/<id>` claims that id for this document);
 - `done`: the output is written (its URL kept).
 
 A retried document: `done` with its output there -> read the output, not
 sent; `submitted` -> the open request is waited for (`Resume`), not sent
-again; `sending` on the sync route -> sent again (a sync call leaves nothing
-to find: at most once more); `sending` on the async route -> the service's
-request list is read, and requests created since then that no document has
-claimed are the candidates: none -> it never went, send it; one, for one such
-document -> adopt it; more -> `AmbiguousSubmitError` (not sent again).
-Without an entry, it goes as new.
+again; `sending` (async) -> the service's request list is read, and requests
+created since then that no document has claimed are the candidates: none ->
+it never went, send it; one, for one such document -> adopt it; more ->
+`AmbiguousSubmitError` (not sent again). Without an entry, it goes as new.
+
+Cost: per document one read (the entry) and one write (`done`) besides its
+output; two more writes for an async one.
 """
 
 from __future__ import annotations

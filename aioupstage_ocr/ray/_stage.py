@@ -418,6 +418,8 @@ class OCRStage:
     async def _before_submit(self, submission: Submission) -> None:
         assert self._ledger is not None
         ledger = self._ledger
+        if submission.route == "sync":
+            return  # a sync call leaves nothing to find: a retry sends it again either way
 
         async def record() -> None:
             await anyio.to_thread.run_sync(
