@@ -89,7 +89,8 @@ def moto_pids() -> list[int]:
     return [p.pid for p in psutil.Process().children() if "moto.server" in " ".join(p.cmdline())]
 
 
-def _map_workers() -> list[psutil.Process]:
+def map_workers() -> list[psutil.Process]:
+    """The Ray Data actor processes (`ray::MapWorker(...)`) under this process."""
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
@@ -175,7 +176,7 @@ def _run(
             if sum(stats["async_submissions"].values()) >= kill_after:
                 break
             time.sleep(0.2)
-        workers = _map_workers()
+        workers = map_workers()
         if workers:
             killed.append(workers[0].pid)
             os.kill(workers[0].pid, signal.SIGKILL)

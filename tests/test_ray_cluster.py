@@ -23,6 +23,7 @@ from aioupstage_ocr.ray import list_documents, ocr_dataset  # noqa: E402 - after
 from aioupstage_ocr.ray._budget import NAMESPACE, budget_name  # noqa: E402 - after the skips
 from aioupstage_ocr.testing import make_pdf  # noqa: E402 - after the skips
 from benchmarks._harness import API_KEY, EmulatorProcess  # noqa: E402 - after the skips
+from benchmarks.ray_cluster import map_workers  # noqa: E402 - after the skips
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +92,61 @@ def test_dataset_from_s3_to_s3(cluster: None, emulator: EmulatorProcess, s3_buck
     granted = sum(h["granted"] for h in holders.values())
     assert granted >= 24
     assert sum(h["leases"] for h in holders.values()) < granted
+
+
+@pytest.mark.slow
+def test_an_actor_killed_mid_run_pays_nothing_twice(
+    cluster: None, emulator: EmulatorProcess, s3_bucket: str
+) -> None:
+    """SIGKILL one actor while async submits go out: Ray runs its batches again; the
+    ledger adopts their request ids, so every document is submitted once and every row is ok."""
+    import os
+    import signal
+    import threading
+    import time
+
+    emulator.reset()
+    docs = {f"in/doc{i:02d}.pdf": make_pdf([f"killed run doc {i}"]) for i in range(48)}
+    seed_objects(s3_bucket, docs)
+    ds = ray.data.from_items([{"path": f"{s3_bucket}/{key}"} for key in docs])
+    out = ocr_dataset(
+        ds,
+        api_key=API_KEY,
+        base_url=emulator.base_url,
+        output=f"{s3_bucket}/out",
+        input_prefix=f"{s3_bucket}/in",
+        rate=RateLimit(rps=8),
+        mode="async",
+        concurrency=2,
+        batch_size=8,
+    )
+    killed: list[int] = []
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if sum(emulator.stats()["async_submissions"].values()) >= 12:
+                workers = map_workers()
+                if workers:
+                    killed.append(workers[0].pid)
+                    os.kill(workers[0].pid, signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_one, daemon=True)
+    killer.start()
+    rows = out.take_all()
+    killer.join()
+
+    assert killed, "no actor was killed"
+    assert len(rows) == 48
+    failed = [row["error"] for row in rows if row["status"] != "ok"]
+    ambiguous = [error for error in failed if error.startswith("AmbiguousSubmitError")]
+    assert failed == ambiguous  # only those that cannot be told apart may fail, never resent
+    for row in rows:
+        if row["status"] == "ok":
+            i = int(row["path"].rsplit("doc", 1)[1].removesuffix(".pdf"))
+            assert row["text"] == f"killed run doc {i}"
+    submissions = emulator.stats()["async_submissions"]
+    assert max(submissions.values()) == 1
+    assert 48 - len(ambiguous) <= len(submissions) <= 48

@@ -280,12 +280,15 @@ class OCRStage:
         for row in todo:
             assert row.document is not None
             items.append(Resume(row.document, row.resume) if row.resume else row.document)
-        async with client.ocr_many(
-            items,
-            mode=self._mode,
-            before_submit=self._before_submit if self._ledger is not None else None,
-            after_submit=self._after_submit if self._ledger is not None else None,
-        ) as run:
+        async with (
+            client.ocr_many(
+                items,
+                mode=self._mode,
+                before_submit=self._before_submit if self._ledger is not None else None,
+                after_submit=self._after_submit if self._ledger is not None else None,
+            ) as run,
+            anyio.create_task_group() as writes,
+        ):
             async for item in run:
                 row = todo[item.index]
                 if row.sha256 is None:
@@ -295,7 +298,8 @@ class OCRStage:
                     row.fail(item.error)
                     row.request_id = item.request_id or row.resume
                     continue
-                await self._finish(row, item.result, item.request_id or row.resume)
+                # Outputs are written while the rest of the batch goes on.
+                writes.start_soon(self._finish, row, item.result, item.request_id or row.resume)
 
     async def _finish(self, row: _Row, result: OCRResult, request_id: str | None) -> None:
         """Write the output (whole), then mark the document done in the ledger."""
