@@ -534,7 +534,7 @@ def ocr_dataset(
     return ds.map_batches(
         OCRStage,
         fn_constructor_kwargs=settings,
-        concurrency=concurrency,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
         batch_size=batch_size,
         batch_format="pyarrow",
         num_cpus=num_cpus,
