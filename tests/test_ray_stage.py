@@ -11,12 +11,13 @@ import pytest_asyncio
 pytest.importorskip("ray.data")
 pytest.importorskip("s3fs")
 
-from conftest import FAST_POLLING, TEST_KEY
+from conftest import TEST_KEY
 
 from aioupstage_ocr import parse_result
 from aioupstage_ocr._storage import read_bytes, write_whole
 from aioupstage_ocr.ray import OUTPUT_SCHEMA, OCRStage
 from aioupstage_ocr.testing import UpstageEmulator, make_pdf
+from aioupstage_ocr.testing._fixtures import CLIENT_POLLING
 
 
 def _doc(i: int) -> bytes:
@@ -31,7 +32,7 @@ async def stage_factory(
 
     def make(**settings: object) -> OCRStage:
         stage = OCRStage(
-            api_key=TEST_KEY, base_url=upstage_emulator.base_url, polling=FAST_POLLING, **settings
+            api_key=TEST_KEY, base_url=upstage_emulator.base_url, polling=CLIENT_POLLING, **settings
         )
         stages.append(stage)
         return stage
