@@ -27,6 +27,7 @@ from ._exceptions import (
     UnsupportedFormatError,
 )
 from ._formats import Format, detect_format, inspect_document
+from ._storage import RemoteDocument, is_url, open_document
 
 __all__ = [
     "CHUNK_BYTES",
@@ -75,15 +76,17 @@ class PreparedDocument:
     """A document that passed preflight, ready to upload.
 
     - `name`: how messages name it (the path as given, or the filename).
-    - `source`: a `Path` (streamed from disk at upload), the `bytes`, or the
-      caller's binary file object (rewound for each attempt, never closed).
+    - `source`: a `Path` (streamed from disk at upload), a `RemoteDocument`
+      (an object-storage URL, streamed from the store at upload), the
+      `bytes`, or the caller's binary file object (rewound for each attempt,
+      never closed).
     - `upload_name`: the filename sent; its extension matches the real format.
     - `pages` / `max_pixels`: None where they cannot be told without rendering.
     - `route`: the endpoint it goes to, `"sync"` or `"async"`.
     """
 
     name: str
-    source: Path | bytes | IO[bytes]
+    source: Path | RemoteDocument | bytes | IO[bytes]
     size: int
     format: Format
     pages: int | None
@@ -113,6 +116,8 @@ class PreparedDocument:
         """
         if isinstance(self.source, bytes):
             return self.source
+        if isinstance(self.source, RemoteDocument):
+            return self._open_remote(self.source)
         if isinstance(self.source, Path):
             try:
                 handle = self.source.open("rb")
@@ -134,6 +139,21 @@ class PreparedDocument:
             return _Borrowed(self.source)
         # An in-memory stream (BytesIO and the like) is already in memory.
         return bytes(self.source.read())
+
+    def _open_remote(self, remote: RemoteDocument) -> bytes | io.IOBase:
+        """A URL opened afresh: read whole up to `SMALL_UPLOAD`, else a ranged file object."""
+        body = open_document(remote.url, small=SMALL_UPLOAD)
+        size = len(body) if isinstance(body, bytes) else int(getattr(body, "size", self.size))
+        if size != self.size:
+            if not isinstance(body, bytes):
+                body.close()
+            raise UnreadableDocumentError(
+                self.name, f"the object changed since it was checked ({self.size} -> {size} bytes)"
+            )
+        if isinstance(body, bytes):
+            return body
+        assert isinstance(body, io.IOBase)  # fsspec's files are
+        return body
 
 
 class _Borrowed(io.RawIOBase):
@@ -230,6 +250,9 @@ def prepare(
         return _prepare_bytes(
             bytes(document), name=filename or "<bytes>", upload=filename, mode=mode, limits=limits
         )
+    if is_url(document):
+        assert isinstance(document, str)
+        return _prepare_url(document, filename, mode, limits)
     if isinstance(document, (str, os.PathLike)):
         path = Path(document)
         name = os.fspath(document)
@@ -261,6 +284,38 @@ def prepare(
     raise TypeError(
         f"a document is a path, bytes or a binary file object, not {type(document).__name__}"
     )
+
+
+def _prepare_url(
+    url: str, filename: str | None, mode: Mode, limits: DocumentLimits
+) -> PreparedDocument:
+    """An object-storage URL: judged from a ranged read, uploaded from the store."""
+    body = open_document(url, small=SMALL_UPLOAD)
+    name = RemoteDocument(url).name
+    upload = filename or name.rstrip("/").rpartition("/")[2]
+    if isinstance(body, bytes):
+        return _prepare_stream(
+            io.BytesIO(body),
+            source=body,
+            name=name,
+            upload=upload,
+            size=len(body),
+            mode=mode,
+            limits=limits,
+        )
+    with body:
+        size = body.seek(0, io.SEEK_END)
+        body.seek(0)
+        _check_size(name, size, limits)
+        return _prepare_stream(
+            body,
+            source=RemoteDocument(url),
+            name=name,
+            upload=upload,
+            size=size,
+            mode=mode,
+            limits=limits,
+        )
 
 
 def _prepare_file_object(
@@ -326,7 +381,7 @@ def _prepare_bytes(
 def _prepare_stream(
     stream: IO[bytes],
     *,
-    source: Path | bytes | IO[bytes],
+    source: Path | RemoteDocument | bytes | IO[bytes],
     name: str,
     upload: str | None,
     size: int,

@@ -40,6 +40,7 @@ from ._formats import EXTENSIONS
 
 __all__ = [
     "SMALL_READ",
+    "RemoteDocument",
     "StorageError",
     "exists",
     "is_url",
@@ -70,6 +71,23 @@ class StorageError(UpstageOCRError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.url, self.reason))
+
+
+class RemoteDocument:
+    """A document at an object-storage URL: opened afresh for each upload attempt."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @property
+    def name(self) -> str:
+        """How messages name it: the URL without credentials or query."""
+        return safe_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"RemoteDocument({self.name!r})"
 
 
 def is_url(value: object) -> bool:
