@@ -294,15 +294,7 @@ def _prepare_url(
     name = RemoteDocument(url).name
     upload = filename or name.rstrip("/").rpartition("/")[2]
     if isinstance(body, bytes):
-        return _prepare_stream(
-            io.BytesIO(body),
-            source=body,
-            name=name,
-            upload=upload,
-            size=len(body),
-            mode=mode,
-            limits=limits,
-        )
+        return _prepare_bytes(body, name=name, upload=upload, mode=mode, limits=limits)
     with body:
         size = body.seek(0, io.SEEK_END)
         body.seek(0)
