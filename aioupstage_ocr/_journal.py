@@ -1,9 +1,9 @@
-"""The resume journal of a bulk run: one SQLite file beside the outputs.
+"""The resume journal of bulk runs: one SQLite file beside the outputs.
 
 The file is `<output folder>/.aioupstage-ocr-journal.sqlite3` (`JOURNAL_NAME`).
 One row per input, keyed by its absolute path: size, mtime, SHA-256 of the
-content, route, request id, state, output path, pages, error. Nothing else:
-never the API key, never request headers.
+content, route, request id, state, output path, pages, error, and the run
+that holds it. Nothing else: never the API key, never request headers.
 
 ```
 pending -> submitting -> submitted(request_id) -> done
@@ -16,6 +16,19 @@ stopped between this write and the service's answer: the request may or may
 not exist, so the caller looks in the service's request list before sending
 it again.
 
+Several runs, one folder. Every run that opens the journal gets a row in
+`runs`: its `RunInfo` (a run id, pid, host, and a lease: the time until which
+it is taken to be alive). The journal's thread renews that lease every quarter
+of it (`lease`, `DEFAULT_LEASE` seconds unless `AIOUPSTAGE_OCR_LEASE` says
+otherwise) for as long as the journal is open. An input is worked on by one
+run at a time: `claim` makes the calling run its owner, or answers which other
+live run holds it. A run is dead when its lease ran out, or at once when it
+ran on this host (same host name and pid namespace) and its pid is gone; its
+claims are then free (`Claim.taken_from` names it), and its rows are resumed
+like any other: an open request id is polled, a `submitting` row without one
+is looked up first. `record_done`, `record_failed` and `release` give a claim
+up; closing the journal gives up all of the run's claims.
+
 Durability. The journal is in WAL mode. `record_submitting`,
 `record_submitted` and `reset` return only once their transaction is fsynced
 (`synchronous=FULL` for that commit): the record of a request survives even a
@@ -25,22 +38,26 @@ returns, so it survives any crash or kill of the process; only a power loss or
 OS crash can take back the last of them, and all that costs is a re-download
 of a request whose id was already safe.
 
-Threads. One connection, opened, used and closed by one dedicated thread.
-Coroutines hand it operations through a queue and await a future, so the event
-loop never waits on the disk. The thread runs everything queued at once in one
-transaction (group commit): many concurrent writers share one fsync.
-
-One run per folder. The connection holds an exclusive lock for as long as the
-journal is open, so a second run on the same output folder fails at once with
-`ConfigurationError` instead of submitting the same files again.
+Threads and processes. One connection per run, opened, used and closed by
+one dedicated thread. Coroutines hand it operations through a queue and await
+a future, so the event loop never waits on the disk. The thread runs
+everything queued at once in one transaction (group commit): many concurrent
+writers share one fsync. Runs in other processes (on this host or another
+that sees the same folder and keeps its clock in step) write through their
+own connections; SQLite serialises the transactions, each waiting up to
+`BUSY_TIMEOUT` seconds for another's to end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import os
 import queue
+import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -51,19 +68,39 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, UpstageOCRError
 
-__all__ = ["JOURNAL_NAME", "SCHEMA_VERSION", "Entry", "Journal", "State", "journal_path"]
+__all__ = [
+    "BUSY_TIMEOUT",
+    "DEFAULT_LEASE",
+    "JOURNAL_NAME",
+    "LEASE_ENV",
+    "SCHEMA_VERSION",
+    "Claim",
+    "ClaimLostError",
+    "Entry",
+    "Journal",
+    "RunInfo",
+    "State",
+    "journal_path",
+]
 
 #: The journal's file name inside the output folder.
 JOURNAL_NAME: Final = ".aioupstage-ocr-journal.sqlite3"
-#: Stored in `PRAGMA user_version`; a journal of another version is refused.
-SCHEMA_VERSION: Final = 1
+#: Stored in `PRAGMA user_version`; a journal of a newer version is refused,
+#: one of version 1 (before runs shared a folder) is brought up to date.
+SCHEMA_VERSION: Final = 2
+#: How long a run is taken to be alive after its last renewal, in seconds.
+DEFAULT_LEASE: Final = 30.0
+#: The environment variable that sets the lease (seconds) when `lease` is not given.
+LEASE_ENV: Final = "AIOUPSTAGE_OCR_LEASE"
+#: How long a transaction waits for another process's to end, in seconds.
+BUSY_TIMEOUT: Final = 30.0
 
 # At most this many operations share one transaction.
 _MAX_BATCH = 1024
-# How long opening waits for a lock held by another connection, in seconds.
-_BUSY_TIMEOUT = 1.0
+# The lease is renewed when this fraction of it is left.
+_RENEW_AT = 0.75
 
 _T = TypeVar("_T")
 
@@ -78,7 +115,7 @@ class State(StrEnum):
     FAILED = "failed"
 
 
-_SCHEMA = """
+_INPUTS = """
 CREATE TABLE inputs (
     path          BLOB PRIMARY KEY,
     state         TEXT NOT NULL
@@ -98,10 +135,25 @@ CREATE INDEX inputs_by_sha256 ON inputs (sha256) WHERE sha256 IS NOT NULL;
 CREATE INDEX inputs_open ON inputs (state) WHERE state IN ('submitting', 'submitted');
 """
 
+# Version 2: the runs sharing the folder, and which of them holds each input.
+_RUNS = """
+CREATE TABLE runs (
+    run_id      TEXT PRIMARY KEY,
+    pid         INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    pid_ns      TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    lease_until REAL NOT NULL
+);
+ALTER TABLE inputs ADD COLUMN owner TEXT;
+CREATE INDEX inputs_by_owner ON inputs (owner) WHERE owner IS NOT NULL;
+"""
+
 _COLUMNS = (
     "path, state, size, mtime_ns, sha256, route, request_id, output, pages, "
-    "error_type, error_message, updated_at"
+    "error_type, error_message, updated_at, owner"
 )
+_RUN_COLUMNS = "run_id, pid, host, pid_ns, started_at, lease_until"
 
 # Paths are stored as the file system's bytes, so any name survives the trip.
 _encode = os.fsencode
@@ -112,9 +164,41 @@ def journal_path(out_dir: str | os.PathLike[str]) -> Path:
     return Path(os.path.abspath(out_dir)) / JOURNAL_NAME
 
 
+class ClaimLostError(UpstageOCRError):
+    """Another live run holds an input this run was about to send (this run stalled
+    past its lease, and the other took the input over): nothing is sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run that has the journal open: who it is, and until when it is taken to be alive."""
+
+    run_id: str
+    pid: int
+    host: str
+    pid_ns: str
+    started_at: float
+    lease_until: float
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} (pid {self.pid} on {self.host})"
+
+    @classmethod
+    def _from_row(cls, row: tuple[Any, ...]) -> RunInfo:
+        return cls(*row)
+
+    def alive(self, now: float) -> bool:
+        """Its lease holds, and (when it ran on this host) its process is still there."""
+        if self.lease_until < now:
+            return False
+        if (self.host, self.pid_ns) == (_HOST, _PID_NS):
+            return _pid_alive(self.pid)
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One input's row."""
+    """One input's row; `owner` is the run id of the run that holds it, if any."""
 
     path: Path
     state: State
@@ -128,6 +212,7 @@ class Entry:
     error_type: str | None
     error_message: str | None
     updated_at: float
+    owner: str | None = None
 
     @classmethod
     def _from_row(cls, row: tuple[Any, ...]) -> Entry:
@@ -145,7 +230,26 @@ class Entry:
             error_type=row[9],
             error_message=row[10],
             updated_at=row[11],
+            owner=row[12],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `claim` found: the row (as claimed, or as the holder has it) and who holds it.
+
+    - `holder`: another live run that holds the input; this run did NOT get it.
+    - `taken_from`: the dead run this run took the input over from, if any.
+    """
+
+    entry: Entry | None
+    holder: RunInfo | None = None
+    taken_from: RunInfo | None = None
+
+    @property
+    def claimed(self) -> bool:
+        """This run now holds the input."""
+        return self.holder is None
 
 
 @dataclass(slots=True)
@@ -165,18 +269,29 @@ class _Stop:
 class Journal:
     """The journal at `path` (see `journal_path`); use `async with` or `open`/`close`.
 
-    `fresh=True` (for `--no-resume`) starts from an empty journal, also
-    replacing a file that is not a journal this version can read.
+    `fresh=True` (for `--no-resume`) starts from an empty journal (keeping only
+    the rows other live runs hold), also replacing a file that is not a journal
+    this version can read. `lease` is this run's lease in seconds (default: the
+    `AIOUPSTAGE_OCR_LEASE` environment variable, else `DEFAULT_LEASE`).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fresh: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, fresh: bool = False, lease: float | None = None
+    ) -> None:
         self.path = Path(os.path.abspath(path))
         self.fresh = fresh
+        self.lease = _lease(lease)
+        now = time.time()
+        #: This run, as other runs on the folder see it.
+        self.run = RunInfo(secrets.token_hex(6), os.getpid(), _HOST, _PID_NS, now, now + self.lease)
         #: Transactions committed so far; many records share one (group commit).
         self.commits = 0
+        #: Times this run's lease was renewed.
+        self.renewals = 0
         self._queue: queue.SimpleQueue[_Op | _Stop] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._renew_due = math.inf
 
     def __repr__(self) -> str:
         return f"Journal({os.fspath(self.path)!r})"
@@ -193,10 +308,10 @@ class Journal:
         await self.close()
 
     async def open(self) -> Journal:
-        """Open (creating folder and file as needed) and lock the journal.
+        """Open (creating folder and file as needed) the journal, and join its runs.
 
-        Raises `ConfigurationError` when another run holds it, or when the file
-        is not a journal this version can read (and `fresh` is false).
+        Raises `ConfigurationError` when the file is not a journal this version
+        can read (and `fresh` is false), or stays locked past `BUSY_TIMEOUT`.
         """
         if self._thread is not None:
             raise RuntimeError(f"{self.path}: journal already opened")
@@ -215,7 +330,10 @@ class Journal:
         return self
 
     async def close(self) -> None:
-        """Finish every queued operation, then close the file. Safe to call twice."""
+        """Finish every queued operation, give up this run's claims, close the file.
+
+        Safe to call twice.
+        """
         if self._thread is None or self._closed:
             return
         self._closed = True
@@ -263,7 +381,7 @@ class Journal:
         return await self._call(lambda conn: _one(conn, where, (sha256,)))
 
     async def open_requests(self) -> list[Entry]:
-        """Rows `submitted` (poll their request id) or `submitting` (look for it first)."""
+        """Rows `submitting` or `submitted`, oldest first, whoever holds them."""
         where = "WHERE state IN ('submitting', 'submitted') ORDER BY updated_at"
         return await self._call(lambda conn: _all(conn, where, ()))
 
@@ -275,6 +393,98 @@ class Journal:
             return {state: int(found.get(state.value, 0)) for state in State}
 
         return await self._call(run)
+
+    async def runs(self) -> list[RunInfo]:
+        """The live runs on this journal (this one included), oldest first."""
+
+        def run(conn: sqlite3.Connection) -> list[RunInfo]:
+            now = time.time()
+            return [info for info in _runs(conn) if info.alive(now)]
+
+        return await self._call(run)
+
+    async def in_flight_elsewhere(self) -> list[Entry]:
+        """`submitting` rows without a request id that other live runs hold.
+
+        Each is a submit whose answer another run is waiting for: a request it
+        may have created is not yet in the journal.
+        """
+
+        def run(conn: sqlite3.Connection) -> list[Entry]:
+            live = _live_others(conn, self.run.run_id)
+            rows = _all(conn, "WHERE state = 'submitting' AND request_id IS NULL", ())
+            return [row for row in rows if row.owner in live]
+
+        return await self._call(run)
+
+    # Claims.
+
+    async def claim(self, path: str | os.PathLike[str]) -> Claim:
+        """Make this run the holder of `path`, unless another live run holds it.
+
+        A row is made (`pending`) if there is none. The claim is given up by
+        `record_done`, `record_failed`, `release` or closing the journal.
+        """
+        key = _key(path)
+        return await self._call(lambda conn: self._claim(conn, key))
+
+    async def claim_orphans(self) -> list[Entry]:
+        """Claim every `submitting` row without a request id that no live run holds.
+
+        These are the submits cut off before their answer (the run that sent
+        them stopped): the caller settles each against the request list.
+        """
+
+        def run(conn: sqlite3.Connection) -> list[Entry]:
+            live = _live_others(conn, self.run.run_id)
+            rows = _all(conn, "WHERE state = 'submitting' AND request_id IS NULL", ())
+            mine = [row for row in rows if row.owner not in live]
+            conn.executemany(
+                "UPDATE inputs SET owner = ? WHERE path = ?",
+                [(self.run.run_id, _encode(os.fspath(row.path))) for row in mine],
+            )
+            return [_owned(row, self.run.run_id) for row in mine]
+
+        return await self._call(run)
+
+    async def release(self, path: str | os.PathLike[str]) -> None:
+        """Give up this run's claim on `path` (if it holds it); the row stays as it is."""
+        key = _key(path)
+        await self._call(
+            lambda conn: conn.execute(
+                "UPDATE inputs SET owner = NULL WHERE path = ? AND owner = ?",
+                (key, self.run.run_id),
+            )
+        )
+
+    async def release_all(self) -> None:
+        """Give up every claim of this run."""
+        await self._call(self._release_all)
+
+    def _claim(self, conn: sqlite3.Connection, key: bytes) -> Claim:
+        me = self.run.run_id
+        entry = _one(conn, "WHERE path = ?", (key,))
+        taken_from: RunInfo | None = None
+        if entry is not None and entry.owner not in (None, me):
+            holder = _run(conn, entry.owner)
+            if holder is not None and holder.alive(time.time()):
+                return Claim(entry, holder=holder)
+            taken_from = holder or RunInfo(entry.owner or "?", 0, "?", "?", 0.0, 0.0)
+            _reap(conn, taken_from.run_id)
+        if entry is None:
+            conn.execute(
+                "INSERT INTO inputs (path, state, updated_at, owner) VALUES (?, ?, ?, ?)",
+                (key, State.PENDING.value, time.time(), me),
+            )
+            entry = _one(conn, "WHERE path = ?", (key,))
+        elif entry.owner != me:
+            # The claim leaves `updated_at` alone: it dates the last record (see request_ids).
+            conn.execute("UPDATE inputs SET owner = ? WHERE path = ?", (me, key))
+            entry = _owned(entry, me)
+        return Claim(entry, taken_from=taken_from)
+
+    def _release_all(self, conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE inputs SET owner = NULL WHERE owner = ?", (self.run.run_id,))
 
     # Writes.
 
@@ -303,18 +513,32 @@ class Journal:
         """About to send `path`: call BEFORE the request; returns once it is on disk.
 
         `size` and `mtime_ns` come from the same stat as the hash, so the next
-        run's `lookup` can match without hashing again.
+        run's `lookup` can match without hashing again. It claims `path` for
+        this run; raises `ClaimLostError` (and records nothing) when another
+        live run holds it.
         """
-        await self._upsert(
-            path,
+        key = _key(path)
+        upsert = self._upsert_op(
+            key,
             State.SUBMITTING,
             size=size,
             mtime_ns=mtime_ns,
             sha256=sha256,
             route=route,
+            owner=self.run.run_id,
             clear=True,
-            durable=True,
         )
+
+        def run(conn: sqlite3.Connection) -> None:
+            claim = self._claim(conn, key)
+            if claim.holder is not None:
+                raise ClaimLostError(
+                    f"{os.fsdecode(key)}: {claim.holder} holds it (this run stalled past its "
+                    f"{self.lease:g} s lease?); not sending it"
+                )
+            upsert(conn)
+
+        await self._call(run, durable=True)
 
     async def record_submitted(self, path: str | os.PathLike[str], request_id: str) -> None:
         """The service gave `request_id` for `path`; returns once it is on disk."""
@@ -344,7 +568,7 @@ class Journal:
         route: str | None = None,
         request_id: str | None = None,
     ) -> None:
-        """`path`'s result is written at `output`.
+        """`path`'s result is written at `output`; this run's claim on it ends.
 
         The keyword fields, when given, replace the stored ones (for an input
         whose result was taken from an identical file's).
@@ -352,6 +576,7 @@ class Journal:
         await self._upsert(
             path,
             State.DONE,
+            release=True,
             size=size,
             mtime_ns=mtime_ns,
             sha256=sha256,
@@ -371,10 +596,11 @@ class Journal:
         mtime_ns: int | None = None,
         sha256: str | None = None,
     ) -> None:
-        """`path` failed; the request id, if any, is kept."""
+        """`path` failed; the request id, if any, is kept; this run's claim on it ends."""
         await self._upsert(
             path,
             State.FAILED,
+            release=True,
             size=size,
             mtime_ns=mtime_ns,
             sha256=sha256,
@@ -383,8 +609,16 @@ class Journal:
         )
 
     async def reset(self) -> None:
-        """Forget every row (`--no-resume`); returns once that is on disk."""
-        await self._call(lambda conn: conn.execute("DELETE FROM inputs"), durable=True)
+        """Forget every row other live runs do not hold (`--no-resume`); returns once on disk."""
+        await self._call(self._forget_free_rows, durable=True)
+
+    def _forget_free_rows(self, conn: sqlite3.Connection) -> None:
+        live = sorted(_live_others(conn, self.run.run_id))
+        conn.execute(
+            "DELETE FROM inputs WHERE owner IS NULL "  # noqa: S608 - placeholders only
+            f"OR owner NOT IN ({', '.join('?' * len(live))})",
+            live,
+        )
 
     async def _upsert(
         self,
@@ -392,14 +626,26 @@ class Journal:
         state: State,
         *,
         clear: bool = False,
-        durable: bool = False,
+        release: bool = False,
         **fields: object,
     ) -> None:
-        """Insert or update the row of `path`: `state`, plus every field given as not None.
+        """Insert or update the row of `path` (see `_upsert_op`)."""
+        await self._call(self._upsert_op(_key(path), state, clear=clear, release=release, **fields))
 
-        `clear` empties route, request id, output, pages and error first.
+    def _upsert_op(
+        self,
+        key: bytes,
+        state: State,
+        *,
+        clear: bool = False,
+        release: bool = False,
+        **fields: object,
+    ) -> Callable[[sqlite3.Connection], object]:
+        """Insert or update the row of `key`: `state`, plus every field given as not None.
+
+        `clear` empties route, request id, output, pages and error first;
+        `release` ends any claim on the row.
         """
-        key = _key(path)
         given = {name: value for name, value in fields.items() if value is not None}
         if state is not State.FAILED:
             given.setdefault("error_type", None)
@@ -407,6 +653,8 @@ class Journal:
         if clear:
             for name in ("route", "request_id", "output", "pages"):
                 given.setdefault(name, None)
+        if release:
+            given["owner"] = None
         names = ["state", *given, "updated_at"]
         values = [state.value, *given.values(), time.time()]
         sql = (
@@ -414,7 +662,7 @@ class Journal:
             f"VALUES (?{', ?' * len(names)}) ON CONFLICT (path) DO UPDATE SET "
             + ", ".join(f"{name} = excluded.{name}" for name in names)
         )
-        await self._call(lambda conn: conn.execute(sql, (key, *values)), durable=durable)
+        return lambda conn: conn.execute(sql, (key, *values))
 
     async def _call(self, run: Callable[[sqlite3.Connection], _T], *, durable: bool = False) -> _T:
         if self._thread is None or self._closed:
@@ -437,8 +685,12 @@ class Journal:
         try:
             while stop is None:
                 batch: list[_Op] = []
-                item = self._queue.get()
-                while True:
+                wait = max(0.0, self._renew_due - time.monotonic())
+                try:
+                    item: _Op | _Stop | None = self._queue.get(timeout=min(wait, 3600.0))
+                except queue.Empty:
+                    item = None
+                while item is not None:
                     if isinstance(item, _Stop):
                         stop = item
                         break
@@ -449,9 +701,11 @@ class Journal:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                if batch:
+                if batch or time.monotonic() >= self._renew_due:
                     self._run_batch(conn, batch)
         finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._leave(conn)
             conn.close()
             if stop is not None:
                 _settle(stop.loop, stop.future, None)
@@ -469,35 +723,35 @@ class Journal:
         return self._connect_once()
 
     def _connect_once(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         try:
-            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
             if str(mode).lower() != "wal":
                 raise ConfigurationError(f"{self.path}: cannot use WAL mode here (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")  # for the schema and a fresh start
-            conn.execute("BEGIN EXCLUSIVE")  # takes the lock now, held until close
+            conn.execute("BEGIN IMMEDIATE")  # one run at a time makes or updates the schema
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:  # a new file: the schema, in the same transaction
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                _script(conn, _INPUTS + _RUNS)
+            elif version == 1:  # from before runs shared a folder
+                _script(conn, _RUNS)
             elif version != SCHEMA_VERSION:
                 raise ConfigurationError(
                     f"{self.path}: journal schema version {version}, this version reads "
                     f"{SCHEMA_VERSION}; run with --no-resume or choose another output folder"
                 )
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            now = time.time()
+            for info in _runs(conn):
+                if not info.alive(now):
+                    _reap(conn, info.run_id)
+            self._renew(conn)
             if self.fresh:
-                conn.execute("DELETE FROM inputs")
+                self._forget_free_rows(conn)
             conn.execute("COMMIT")
             conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.OperationalError as exc:
             conn.close()
-            if exc.sqlite_errorname == "SQLITE_BUSY":
-                raise ConfigurationError(
-                    f"{self.path}: journal in use by another run on the same output folder"
-                ) from exc
             raise ConfigurationError(f"{self.path}: cannot open journal ({exc})") from exc
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -510,6 +764,24 @@ class Journal:
             raise
         return conn
 
+    def _renew(self, conn: sqlite3.Connection) -> None:
+        """Write this run's row with a lease from now (inside a transaction)."""
+        now = time.time()
+        info = self.run
+        conn.execute(
+            f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (info.run_id, info.pid, info.host, info.pid_ns, info.started_at, now + self.lease),
+        )
+        self._renew_due = time.monotonic() + self.lease * (1 - _RENEW_AT)
+        self.renewals += 1
+
+    def _leave(self, conn: sqlite3.Connection) -> None:
+        """Give up every claim and this run's row (the journal is closing)."""
+        conn.execute("BEGIN IMMEDIATE")
+        self._release_all(conn)
+        conn.execute("DELETE FROM runs WHERE run_id = ?", (self.run.run_id,))
+        conn.execute("COMMIT")
+
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         durable = any(op.durable for op in batch)
         results: list[tuple[_Op, object]] = []
@@ -517,6 +789,8 @@ class Journal:
             if durable:
                 conn.execute("PRAGMA synchronous = FULL")
             conn.execute("BEGIN IMMEDIATE")
+            if time.monotonic() >= self._renew_due:  # the heartbeat rides along
+                self._renew(conn)
             for op in batch:
                 try:
                     results.append((op, op.run(conn)))
@@ -531,6 +805,8 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             results = [(op, exc) for op in batch]
+            # A failed renewal is tried again at the next operation or in a second.
+            self._renew_due = min(self._renew_due, time.monotonic() + 1.0)
         finally:
             if durable:
                 with contextlib.suppress(sqlite3.Error):
@@ -545,6 +821,90 @@ class Journal:
 
 def _key(path: str | os.PathLike[str]) -> bytes:
     return _encode(os.path.abspath(path))
+
+
+def _lease(lease: float | None) -> float:
+    if lease is None:
+        text = os.environ.get(LEASE_ENV, "").strip()
+        try:
+            lease = float(text) if text else DEFAULT_LEASE
+        except ValueError:
+            raise ConfigurationError(
+                f"{LEASE_ENV}={text!r}: the lease is a number of seconds"
+            ) from None
+    if not (math.isfinite(lease) and lease > 0):
+        raise ConfigurationError(
+            f"the journal lease must be a positive number of seconds, not {lease}"
+        )
+    return lease
+
+
+def _pid_namespace() -> str:
+    """What tells this host's processes apart from a container's with the same host name."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+_HOST: Final = socket.gethostname()
+_PID_NS: Final = _pid_namespace()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user (or the platform cannot say)
+        return True
+    return True
+
+
+def _retry_busy(run: Callable[[], _T]) -> _T:
+    """`run()`, again while SQLite answers busy without waiting (a journal mode change)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            return run()
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _runs(conn: sqlite3.Connection) -> list[RunInfo]:
+    rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started_at")  # noqa: S608
+    return [RunInfo._from_row(row) for row in rows]
+
+
+def _run(conn: sqlite3.Connection, run_id: str | None) -> RunInfo | None:
+    row = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",  # noqa: S608 - ours
+        (run_id,),
+    ).fetchone()
+    return None if row is None else RunInfo._from_row(row)
+
+
+def _live_others(conn: sqlite3.Connection, me: str) -> set[str]:
+    now = time.time()
+    return {info.run_id for info in _runs(conn) if info.run_id != me and info.alive(now)}
+
+
+def _reap(conn: sqlite3.Connection, run_id: str) -> None:
+    """A dead run: its claims are free, its row goes."""
+    conn.execute("UPDATE inputs SET owner = NULL WHERE owner = ?", (run_id,))
+    conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+
+def _owned(entry: Entry, owner: str) -> Entry:
+    return dataclasses.replace(entry, owner=owner)
 
 
 def _one(conn: sqlite3.Connection, where: str, params: tuple[object, ...]) -> Entry | None:
