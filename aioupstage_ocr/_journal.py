@@ -403,15 +403,15 @@ class Journal:
 
         return await self._call(run)
 
-    async def in_flight_elsewhere(self) -> list[Entry]:
-        """`submitting` rows without a request id that other live runs hold.
+    async def in_flight(self) -> list[Entry]:
+        """`submitting` rows without a request id that a live run (this one too) holds.
 
-        Each is a submit whose answer another run is waiting for: a request it
-        may have created is not yet in the journal.
+        Each is a submit whose answer a run is waiting for (or is settling): a
+        request it may have created is not yet in the journal.
         """
 
         def run(conn: sqlite3.Connection) -> list[Entry]:
-            live = _live_others(conn, self.run.run_id)
+            live = _live_others(conn, self.run.run_id) | {self.run.run_id}
             rows = _all(conn, "WHERE state = 'submitting' AND request_id IS NULL", ())
             return [row for row in rows if row.owner in live]
 

@@ -2,8 +2,10 @@
 
 Fields, in this order: `input`, `status` (`ok` | `failed` | `skipped`),
 `output`, `pages`, `mode`, `request_id`, `error` (`{"type", "message"}` or
-null). Paths are absolute; a name that is not valid UTF-8 is written with
-`\\xNN` escapes for the bytes that are not.
+null), `reason` (why a `skipped` input was not done by this run, e.g. another
+run on the same output folder holds it; else null). Paths are absolute; a
+name that is not valid UTF-8 is written with `\\xNN` escapes for the bytes
+that are not.
 
 How it is written: each row goes out as one whole line, flushed at once, to
 `<report>.partial` beside the report (memory stays flat however many inputs;
@@ -58,6 +60,7 @@ class ReportRow:
     mode: str | None = None
     request_id: str | None = None
     error: ReportError | None = None
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:
@@ -87,6 +90,7 @@ class ReportRow:
             "mode": self.mode,
             "request_id": self.request_id,
             "error": self.error,
+            "reason": self.reason,
         }
         try:
             return orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)

@@ -362,10 +362,12 @@ async def test_orphaned_submits_are_claimed_for_settling(jpath: Path, tmp_path: 
         await second.record_submitted(tmp_path / "sent.pdf", "req-sent")
         orphans = await first.claim_orphans()
         assert [(e.path.name, e.owner) for e in orphans] == [("mine.pdf", first.run.run_id)]
-        elsewhere = await first.in_flight_elsewhere()
-        assert [(e.path.name, e.owner) for e in elsewhere] == [("busy.pdf", second.run.run_id)]
-        # mine.pdf is first's again: for second, an answer that may yet come.
-        assert [e.path.name for e in await second.in_flight_elsewhere()] == ["mine.pdf"]
+        in_flight = await first.in_flight()
+        assert sorted((e.path.name, e.owner) for e in in_flight) == [
+            ("busy.pdf", second.run.run_id),
+            ("mine.pdf", first.run.run_id),
+        ]
+        assert in_flight == await second.in_flight()
         assert not (await second.claim(tmp_path / "mine.pdf")).claimed
 
 
@@ -699,7 +701,7 @@ async def test_claims_of_a_killed_process_are_taken_over_at_once(
             held = await journal.claim(tmp_path / "sent.pdf")
             assert held.holder is not None
             assert held.holder.pid == proc.pid
-            assert [e.path.name for e in await journal.in_flight_elsewhere()] == ["cut.pdf"]
+            assert [e.path.name for e in await journal.in_flight()] == ["cut.pdf"]
             assert await journal.claim_orphans() == []
             proc.kill()
             await asyncio.to_thread(proc.wait, 30)
@@ -714,7 +716,7 @@ async def test_claims_of_a_killed_process_are_taken_over_at_once(
             assert [(e.path.name, e.state, e.request_id) for e in orphans] == [
                 ("cut.pdf", State.SUBMITTING, None)
             ]
-            assert await journal.in_flight_elsewhere() == []
+            assert [e.owner for e in await journal.in_flight()] == [journal.run.run_id]
             assert [run.pid for run in await journal.runs()] == [os.getpid()]
     finally:
         proc.kill()

@@ -15,7 +15,7 @@ import pytest
 from aioupstage_ocr._exceptions import DocumentNotFoundError, RequestFailedError
 from aioupstage_ocr._report import PARTIAL_SUFFIX, ReportRow, ReportWriter, error_of
 
-FIELDS = ["input", "status", "output", "pages", "mode", "request_id", "error"]
+FIELDS = ["input", "status", "output", "pages", "mode", "request_id", "error", "reason"]
 
 
 def read_rows(path: Path) -> list[dict[str, object]]:
@@ -28,7 +28,7 @@ def test_rows_are_json_lines_with_exact_fields(tmp_path: Path) -> None:
     """Each row is one line with the documented fields, in order; the folder is created."""
     report = tmp_path / "reports" / "run.jsonl"
     ok = ReportRow("/in/a.pdf", "ok", "/out/a.ocr.json", 3, "async", "req-1")
-    skipped = ReportRow("/in/b.pdf", "skipped", "/out/b.ocr.json", 1, "sync")
+    skipped = ReportRow("/in/b.pdf", "skipped", reason="another run holds it")
     failed = ReportRow.failed(Path("/in/c.pdf"), DocumentNotFoundError("/in/c.pdf", "no such file"))
     with ReportWriter(report) as writer:
         for row in (ok, skipped, failed):
@@ -46,8 +46,9 @@ def test_rows_are_json_lines_with_exact_fields(tmp_path: Path) -> None:
         "mode": "async",
         "request_id": "req-1",
         "error": None,
+        "reason": None,
     }
-    assert rows[1]["request_id"] is None
+    assert (rows[1]["output"], rows[1]["reason"]) == (None, "another run holds it")
     assert rows[2] == {
         "input": "/in/c.pdf",
         "status": "failed",
@@ -56,6 +57,7 @@ def test_rows_are_json_lines_with_exact_fields(tmp_path: Path) -> None:
         "mode": None,
         "request_id": None,
         "error": {"type": "DocumentNotFoundError", "message": "/in/c.pdf: no such file"},
+        "reason": None,
     }
     assert not Path(f"{report}{PARTIAL_SUFFIX}").exists()
 

@@ -5,9 +5,22 @@ inputs -> plan (stat, journal, maybe hash) -> BulkRun -> write output -> journal
                skipped / copied / failed rows go straight to the report
 ```
 
-Resume (what the journal says about each input, and the start-up check of
-submits a stopped run left open) is `_resume`; finding the inputs is
-`_discovery`; what is shown is `_display`.
+Resume (what the journal says about each input, and the check of submits a
+stopped run left open) is `_resume`; finding the inputs is `_discovery`; what
+is shown is `_display`.
+
+Several runs on one output folder share its journal (see `_journal`). Each
+input is claimed before it is planned:
+- held by another live run: set aside and tried again every `_RECHECK`
+  seconds. Finished by the other meanwhile: `skipped`, with its output. The
+  other run stopped (its lease ran out, or its pid is gone): taken over and
+  planned like any input of a resumed run (a request id is polled; a
+  `submitting` row without one is settled against the request list first).
+  Once this run's own work is done, what is still held is `skipped` with the
+  reason "run ... holds it": left to that run, which writes its output.
+- the start-up check takes only the cut-off submits no live run holds.
+So each run's report and summary hold exactly the inputs it was given, and a
+document is sent by one run only.
 
 Ctrl-C once: no more inputs are read; what was taken finishes (journal and
 report as usual). Twice: everything stops at once; the journal stays
@@ -21,6 +34,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +64,13 @@ from .._exceptions import (
     UpstageOCRError,
 )
 from .._inputs import OutputMapper
-from .._journal import Entry, Journal, journal_path
+from .._journal import Claim, Entry, Journal, RunInfo, State, journal_path
 from .._preflight import Mode
 from .._report import ReportRow, ReportWriter
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error, no_key
 from ._discovery import Discovery, Seen
 from ._display import RunDisplay, choose_style
-from ._resume import Unresolved, already_done, request_to_poll, settle_submitting
+from ._resume import Unresolved, already_done, cut_off, request_to_poll, settle_submitting
 
 if TYPE_CHECKING:
     from ..testing import EmulatorConfig
@@ -73,6 +87,8 @@ EMULATOR_KEY: Final = "emulator"
 
 # Outputs being written at once (each an fsynced atomic write).
 _WRITERS = 8
+# How often inputs held by other runs are tried again, in seconds.
+_RECHECK = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +245,7 @@ async def run_ocr(
             journal = Journal(journal_path(mapper.out_dir), fresh=not options.resume)
             await journal.open()
         except ConfigurationError as exc:
-            error(f"{exc} (choose another output folder with -o DIR)")
+            error(str(exc))
             return EXIT_USAGE
         except OSError as exc:
             error(f"cannot open the journal in {mapper.out_dir}: {exc}")
@@ -349,6 +365,14 @@ class _Meta:
     count: int = 1
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """An input another live run holds (`holder`), or one whose check was deferred (None)."""
+
+    seen: Seen
+    holder: RunInfo | None
+
+
 class OcrCommand:
     """One `ocr` command's state: planning each input, the bulk run, writing, rows."""
 
@@ -373,6 +397,8 @@ class OcrCommand:
         self.fatal: Exception | None = None
         self._meta: dict[str, _Meta] = {}
         self._unresolved = Unresolved()
+        self._waiting: dict[str, _Waiting] = {}
+        self._next_check = 0.0
         self._found = 0
         self._writers = anyio.Semaphore(_WRITERS)
         self._group: TaskGroup | None = None
@@ -382,7 +408,9 @@ class OcrCommand:
 
     async def execute(self) -> None:
         if self.options.resume:
-            self._unresolved = await settle_submitting(self.client, self.journal, self._limits)
+            orphans = await self.journal.claim_orphans()
+            self._unresolved = await self._settle(orphans)
+            await self.journal.release_all()  # claimed again as each input comes up
         bulk = self.client.ocr_many(
             self._documents(),
             mode=self.options.mode,
@@ -415,26 +443,118 @@ class OcrCommand:
                 seen = got[0]
                 if seen is None:
                     self.display.total_known(self._found)
-                    return
+                    break
                 self._found += 1
                 self.display.found()
                 document = await self._plan(seen)
                 if document is not None:
                     yield document
+                if self._waiting and time.monotonic() >= self._next_check:
+                    async for document in self._check_waiting(final=False):
+                        yield document
         finally:
             discovery.close()
+        while self._waiting and not self._stopping():
+            with self.stopper.guard():
+                await anyio.sleep(max(0.0, self._next_check - time.monotonic()))
+            if self._stopping():
+                return
+            # Once this run's own work is done, what others still hold is theirs.
+            async for document in self._check_waiting(final=not self._meta):
+                yield document
+
+    def _stopping(self) -> bool:
+        return self.stopper.requested
+
+    async def _check_waiting(self, *, final: bool) -> AsyncIterator[str | Resume]:
+        """Try again the inputs other runs held; `final`: report those still held as theirs."""
+        self._next_check = time.monotonic() + _RECHECK
+        left: list[tuple[str, RunInfo]] = []
+        for key, waiting in list(self._waiting.items()):
+            del self._waiting[key]
+            claim = await self.journal.claim(key)
+            if claim.holder is not None and final:
+                left.append((key, claim.holder))
+            elif claim.holder is not None:
+                self._waiting[key] = _Waiting(waiting.seen, claim.holder)
+            else:
+                document = await self._plan_claimed(waiting.seen, claim, waited=True)
+                if document is not None:
+                    yield document
+        for key, holder in left:
+            reason = f"{holder} holds it on this output folder: left to it"
+            await self._row(ReportRow(key, "skipped", reason=reason))
+        if left:
+            self.display.message(
+                f"{len(left)} input(s) left to other runs on {self.mapper.out_dir} "
+                "(they write the outputs; the report has a reason on each row)"
+            )
+
+    async def _settle(self, rows: list[Entry]) -> Unresolved:
+        return await settle_submitting(self.client, self.journal, self._limits, rows)
 
     async def _plan(self, seen: Seen) -> str | Resume | None:
-        """A path to submit, a `Resume`, or None when the input's row is already written."""
+        """A path to submit, a `Resume`, or None when the input's row is already written
+        (or it waits for another run that holds it)."""
         path = seen.item.path
         key = os.fspath(path)
         if seen.error is not None or seen.output is None:
             error = seen.error or DocumentError(key, "cannot be read")
             await self._row(ReportRow.failed(key, error))
             return None
+        return await self._plan_claimed(seen, await self.journal.claim(key), waited=False)
+
+    async def _plan_claimed(self, seen: Seen, claim: Claim, *, waited: bool) -> str | Resume | None:
+        """`_plan` once the journal answered the claim of the input (`waited`: after a wait)."""
+        path = seen.item.path
+        key = os.fspath(path)
+        if claim.holder is not None:
+            self._waiting[key] = _Waiting(seen, claim.holder)
+            return None
+        if claim.taken_from is not None:
+            logger.warning("%s: %s stopped while it held it; taken over", key, claim.taken_from)
+        row = claim.entry
+        if (
+            self.options.resume
+            and row is not None
+            and cut_off(row)
+            and self._unresolved.resend.get(key) != row.updated_at
+            and key not in self._unresolved.ambiguous
+        ):
+            # A run stopped while sending it: settled with every other such row.
+            orphans = await self.journal.claim_orphans()
+            self._unresolved.update(await self._settle([row, *orphans]))
+            for orphan in orphans:
+                await self.journal.release(orphan.path)
+            if key in self._unresolved.deferred:
+                await self.journal.release(key)
+                self._waiting[key] = _Waiting(seen, None)
+                return None
         ambiguous = self._unresolved.ambiguous.get(key)
         if ambiguous is not None:
+            await self.journal.release(key)
             await self._row(ReportRow.failed(key, ambiguous, mode="async"))
+            return None
+        if (
+            waited
+            and row is not None
+            and row.state is State.DONE
+            and row.output == seen.output
+            and seen.output is not None
+            and await anyio.to_thread.run_sync(seen.output.is_file)
+        ):
+            # The run that held it finished it meanwhile.
+            await self.journal.release(key)
+            await self._row(
+                ReportRow(
+                    key,
+                    "skipped",
+                    output=os.fspath(seen.output),
+                    pages=row.pages,
+                    mode=row.route,
+                    request_id=row.request_id,
+                )
+            )
             return None
         entry: Entry | None = None
         sha256: str | None = None
@@ -447,11 +567,13 @@ class OcrCommand:
             if entry is None and sha256 is not None:  # new, touched, or a copy
                 entry = await self.journal.find_by_hash(sha256)
                 own = entry is not None and entry.path == path
+        assert seen.output is not None
         meta = _Meta(seen.output, seen.size, seen.mtime_ns, sha256)
         if entry is not None:
-            row = await already_done(self.journal, key, seen, entry, sha256, own=own)
-            if row is not None:
-                await self._row(row)
+            done = await already_done(self.journal, key, seen, entry, sha256, own=own)
+            if done is not None:
+                await self.journal.release(key)
+                await self._row(done)
                 return None
             request_id = request_to_poll(entry)
             if request_id is not None:

@@ -2,9 +2,11 @@
 
 The journal is `DIR/.aioupstage-ocr-journal.sqlite3` (see `_journal`).
 
-1. On start, rows left `submitting` without a request id (the run stopped
-   between the journal write and the service's answer) are settled first
-   (`settle_submitting`):
+1. Rows left `submitting` without a request id (the run stopped between
+   the journal write and the service's answer) are settled before anything
+   else is done with them (`settle_submitting`): on start, every one no live
+   run holds; during the run, those met when a stopped run's input is taken
+   over (with every other such row at that moment):
    - sync route: sent again. A sync request leaves nothing at the service to
      look up, so sending it again is the only way to a result; the most it can
      cost is one document's pages once more (the client's own rule for a sync
@@ -19,13 +21,17 @@ The journal is `DIR/.aioupstage-ocr-journal.sqlite3` (see `_journal`).
      (`submitted` with that id, then polled); a row with none is sent again
      (nothing was created); a row with several stays `submitting` and its
      input fails with `AmbiguousSubmitError` naming the candidates, rather
-     than pay twice.
+     than pay twice. Submits still waiting for their answer, in this run or
+     another live one on the folder, compete for the same new requests: a
+     request that fits one of them is never adopted; a row whose candidates
+     include one is checked again a moment later (`Unresolved.deferred`).
 2. Each input is hashed as it is found (`_discovery`), then looked up by
    path, size and mtime, else by its hash (the same file with another mtime,
    or an identical file elsewhere). Then:
-   - done, output present: `skipped` (its path is printed again); an identical
-     file's output, or this file's under another name, is copied: `ok`
-     (`already_done`);
+   - done, output present (looked for again when discovery did not see it:
+     another run on the folder may have written it since): `skipped` (its
+     path is printed again); an identical file's output, or this file's under
+     another name, is copied: `ok` (`already_done`);
    - submitted (or done without its output, or failed on the way back with a
      request id and not by the service's verdict): polled and fetched with
      `Resume`, never submitted again (results live 30 days at the service)
@@ -59,7 +65,7 @@ from .._reconcile import Window
 from .._report import ReportRow
 from ._discovery import Seen
 
-__all__ = ["Unresolved", "already_done", "request_to_poll", "settle_submitting"]
+__all__ = ["Unresolved", "already_done", "cut_off", "request_to_poll", "settle_submitting"]
 
 logger = logging.getLogger("aioupstage_ocr")
 
@@ -69,24 +75,47 @@ _VERDICTS = frozenset({"RequestFailedError", "BatchFailedError", "IncompleteResu
 
 @dataclass(slots=True)
 class Unresolved:
-    """What the start-up check decided for `submitting` rows without a request id."""
+    """What `settle_submitting` decided for `submitting` rows without a request id.
+
+    `resend`: nothing was created; each row's `updated_at` as checked (a row
+    written since, by a run that stopped in turn, is checked again).
+    `deferred`: a request that could be its is as likely a submit still
+    waiting for its answer: checked again in a moment.
+    """
 
     adopted: dict[str, str] = field(default_factory=dict)
     ambiguous: dict[str, AmbiguousSubmitError] = field(default_factory=dict)
+    resend: dict[str, float] = field(default_factory=dict)
+    deferred: set[str] = field(default_factory=set)
+
+    def update(self, other: Unresolved) -> None:
+        """Take in a later decision (it replaces a deferral)."""
+        self.adopted.update(other.adopted)
+        self.ambiguous.update(other.ambiguous)
+        self.resend.update(other.resend)
+        self.deferred -= set(other.adopted) | set(other.ambiguous) | set(other.resend)
+        self.deferred |= other.deferred
+
+
+def cut_off(row: Entry) -> bool:
+    """An async submit that stopped before its answer: the request may or may not exist."""
+    return row.state is State.SUBMITTING and row.request_id is None and row.route == "async"
 
 
 async def settle_submitting(
-    client: AsyncUpstageOCR, journal: Journal, limits: DocumentLimits
+    client: AsyncUpstageOCR, journal: Journal, limits: DocumentLimits, rows: list[Entry]
 ) -> Unresolved:
-    """Decide every `submitting` row without a request id (see the module docstring)."""
+    """Decide the `submitting` rows without a request id this run holds (module docstring)."""
     decided = Unresolved()
-    rows = [
-        row
-        for row in await journal.open_requests()
-        if row.state is State.SUBMITTING and row.request_id is None and row.route == "async"
-    ]
+    rows = [row for row in rows if cut_off(row)]
     if not rows:
         return decided
+    ours = {os.fspath(row.path) for row in rows}
+    others = [  # submits waiting for their answer: competitors for the same requests
+        row
+        for row in await journal.in_flight()
+        if row.route == "async" and os.fspath(row.path) not in ours
+    ]
     try:
         listed = await client.list_requests()
     except (APIError, ResponseValidationError) as exc:
@@ -100,17 +129,18 @@ async def settle_submitting(
         return decided
     # A row's window opens at its journal write (just before the submit) and
     # lasts as long as a submit can take with its retries.
-    windows = {os.fspath(row.path): client.submit_window(row.updated_at) for row in rows}
+    everyone = rows + others
+    windows = {os.fspath(row.path): client.submit_window(row.updated_at) for row in everyone}
     earliest = min(windows.values(), key=lambda window: window.low)
     span = earliest.high - earliest.low
     known = await journal.request_ids(
-        min(row.updated_at for row in rows) - _reconcile.MARGIN_BLIND - span
+        min(row.updated_at for row in everyone) - _reconcile.MARGIN_BLIND - span
     )
     ids = set(_reconcile.candidates(listed, Window(earliest.low, math.inf), known))
     candidates = [summary for summary in listed if summary.id in ids]
     pages = await _candidate_pages(client, candidates)
     fits: dict[str, set[str]] = {}
-    for row in rows:
+    for row in everyone:
         row_pages = await anyio.to_thread.run_sync(_pages_of, row, limits)
         window = windows[os.fspath(row.path)]
         fits[os.fspath(row.path)] = {
@@ -118,8 +148,11 @@ async def settle_submitting(
             for summary in candidates
             if window.holds(summary) and _reconcile.pages_fit(row_pages, pages.get(summary.id))
         }
+    competing: set[str] = set().union(*(fits[os.fspath(row.path)] for row in others))
     adopted, left_over = _reconcile.pair(fits)
     for key, request_id in adopted.items():
+        if key not in ours:
+            continue  # another submit's, recorded when its answer comes
         await journal.record_submitted(key, request_id)
         decided.adopted[key] = request_id
         logger.warning(
@@ -128,17 +161,23 @@ async def settle_submitting(
             key,
             request_id,
         )
+    updated = {os.fspath(row.path): row.updated_at for row in rows}
     for key, left in left_over.items():
+        if key not in ours:
+            continue
         if not left:
-            continue  # nothing was created for it: sent again
-        decided.ambiguous[key] = AmbiguousSubmitError(
-            key,
-            "a submit may have reached the service before the last run stopped; "
-            f"{len(left)} request(s) could be it ({', '.join(sorted(left))}); not sending "
-            "it again (that could pay twice): fetch the right one with "
-            "`aioupstage-ocr fetch REQUEST_ID -o FILE`, or run with --no-resume",
-            candidates=tuple(sorted(left)),
-        )
+            decided.resend[key] = updated[key]  # nothing was created for it: sent again
+        elif left & competing:
+            decided.deferred.add(key)
+        else:
+            decided.ambiguous[key] = AmbiguousSubmitError(
+                key,
+                "a submit may have reached the service before the last run stopped; "
+                f"{len(left)} request(s) could be it ({', '.join(sorted(left))}); not "
+                "sending it again (that could pay twice): fetch the right one with "
+                "`aioupstage-ocr fetch REQUEST_ID -o FILE`, or run with --no-resume",
+                candidates=tuple(sorted(left)),
+            )
     return decided
 
 
@@ -187,6 +226,9 @@ async def already_done(
     if entry.state is not State.DONE or entry.output is None:
         return None
     assert seen.output is not None
+    if own and entry.output == seen.output and not seen.output_exists:
+        # Another run on the folder may have written it since discovery looked.
+        seen.output_exists = await anyio.to_thread.run_sync(os.path.isfile, seen.output)
     if own and entry.output == seen.output and seen.output_exists:
         if (entry.size, entry.mtime_ns) != (seen.size, seen.mtime_ns):
             await journal.record_done(
