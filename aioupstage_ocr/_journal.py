@@ -26,7 +26,8 @@ live run holds it. A run is dead when its lease ran out, or at once when it
 ran on this host (same host name and pid namespace) and its pid is gone; its
 claims are then free (`Claim.taken_from` names it), and its rows are resumed
 like any other: an open request id is polled, a `submitting` row without one
-is looked up first. `record_done`, `record_failed` and `release` give a claim
+is looked up first. A dead run's row stays (so each claim taken over can say
+whose it was) until no input names it. `record_done`, `record_failed` and `release` give a claim
 up; closing the journal gives up all of the run's claims.
 
 Durability. The journal is in WAL mode. `record_submitting`,
@@ -429,20 +430,23 @@ class Journal:
         return await self._call(lambda conn: self._claim(conn, key))
 
     async def claim_orphans(self) -> list[Entry]:
-        """Claim every `submitting` row without a request id that no live run holds.
+        """Claim every `submitting` row without a request id that no run holds, or a dead one.
 
         These are the submits cut off before their answer (the run that sent
-        them stopped): the caller settles each against the request list.
+        them stopped): the caller settles each against the request list. This
+        run's own rows are not among them.
         """
 
         def run(conn: sqlite3.Connection) -> list[Entry]:
-            live = _live_others(conn, self.run.run_id)
+            busy = _live_others(conn, self.run.run_id) | {self.run.run_id}
             rows = _all(conn, "WHERE state = 'submitting' AND request_id IS NULL", ())
-            mine = [row for row in rows if row.owner not in live]
+            mine = [row for row in rows if row.owner not in busy]
             conn.executemany(
                 "UPDATE inputs SET owner = ? WHERE path = ?",
                 [(self.run.run_id, _encode(os.fspath(row.path))) for row in mine],
             )
+            for dead in {row.owner for row in mine if row.owner is not None}:
+                _forget_run_if_unused(conn, dead)
             return [_owned(row, self.run.run_id) for row in mine]
 
         return await self._call(run)
@@ -470,7 +474,6 @@ class Journal:
             if holder is not None and holder.alive(time.time()):
                 return Claim(entry, holder=holder)
             taken_from = holder or RunInfo(entry.owner or "?", 0, "?", "?", 0.0, 0.0)
-            _reap(conn, taken_from.run_id)
         if entry is None:
             conn.execute(
                 "INSERT INTO inputs (path, state, updated_at, owner) VALUES (?, ?, ?, ?)",
@@ -481,6 +484,8 @@ class Journal:
             # The claim leaves `updated_at` alone: it dates the last record (see request_ids).
             conn.execute("UPDATE inputs SET owner = ? WHERE path = ?", (me, key))
             entry = _owned(entry, me)
+        if taken_from is not None:
+            _forget_run_if_unused(conn, taken_from.run_id)
         return Claim(entry, taken_from=taken_from)
 
     def _release_all(self, conn: sqlite3.Connection) -> None:
@@ -744,7 +749,7 @@ class Journal:
             now = time.time()
             for info in _runs(conn):
                 if not info.alive(now):
-                    _reap(conn, info.run_id)
+                    _forget_run_if_unused(conn, info.run_id)
             self._renew(conn)
             if self.fresh:
                 self._forget_free_rows(conn)
@@ -897,10 +902,12 @@ def _live_others(conn: sqlite3.Connection, me: str) -> set[str]:
     return {info.run_id for info in _runs(conn) if info.run_id != me and info.alive(now)}
 
 
-def _reap(conn: sqlite3.Connection, run_id: str) -> None:
-    """A dead run: its claims are free, its row goes."""
-    conn.execute("UPDATE inputs SET owner = NULL WHERE owner = ?", (run_id,))
-    conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+def _forget_run_if_unused(conn: sqlite3.Connection, run_id: str) -> None:
+    """A dead run's row goes once no input names it (until then it says who held what)."""
+    conn.execute(
+        "DELETE FROM runs WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM inputs WHERE owner = ?)",
+        (run_id, run_id),
+    )
 
 
 def _owned(entry: Entry, owner: str) -> Entry:

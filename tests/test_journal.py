@@ -344,7 +344,9 @@ async def test_a_dead_runs_claims_are_taken_over(jpath: Path, tmp_path: Path) ->
         assert {run.run_id for run in await journal.runs()} == {journal.run.run_id, "live"}
         gone = await journal.claim(tmp_path / "gone.pdf")
         live = await journal.claim(tmp_path / "live.pdf")
-    assert gone.claimed  # reaped when the journal opened: nobody held it any more
+    assert gone.claimed
+    assert gone.taken_from is not None
+    assert (gone.taken_from.run_id, gone.taken_from.host) == ("gone", "elsewhere")
     assert gone.entry is not None
     assert gone.entry.owner == journal.run.run_id
     assert not live.claimed
