@@ -289,6 +289,12 @@ async def test_an_input_is_claimed_by_one_run_at_a_time(jpath: Path, tmp_path: P
         assert (after.entry.state, after.entry.request_id) == (State.DONE, "req-a")
         await second.release(doc)
         assert (await first.claim(doc)).claimed
+        other = tmp_path / "b.pdf"
+        both = await second.claim_many([doc, other])  # one transaction, in order
+        assert [(c.claimed, c.entry.path if c.entry else None) for c in both] == [
+            (False, doc),
+            (True, other),
+        ]
 
 
 async def test_closing_gives_up_every_claim(jpath: Path, tmp_path: Path) -> None:

@@ -470,9 +470,10 @@ class OcrCommand:
         """Try again the inputs other runs held; `final`: report those still held as theirs."""
         self._next_check = time.monotonic() + _RECHECK
         left: list[tuple[str, RunInfo]] = []
-        for key, waiting in list(self._waiting.items()):
-            del self._waiting[key]
-            claim = await self.journal.claim(key)
+        waiting_now, self._waiting = self._waiting, {}
+        keys: list[str | os.PathLike[str]] = list(waiting_now)
+        claims = await self.journal.claim_many(keys)
+        for (key, waiting), claim in zip(waiting_now.items(), claims, strict=True):
             if claim.holder is not None and final:
                 left.append((key, claim.holder))
             elif claim.holder is not None:
