@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import orjson
@@ -686,78 +687,79 @@ HOLDER = textwrap.dedent(
 )
 
 
-def start_holder(jpath: Path, folder: Path, lease: float) -> subprocess.Popen[str]:
-    """A HOLDER process, once it holds `sent.pdf` (request id) and `cut.pdf` (none yet)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(jpath), str(folder), str(lease)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "ready\n"
-    return proc
+@contextlib.asynccontextmanager
+async def holder(jpath: Path, folder: Path, lease: float) -> AsyncIterator[subprocess.Popen[str]]:
+    """A HOLDER process, once it holds `sent.pdf` (request id) and `cut.pdf` (none yet);
+    killed at the end."""
+
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(jpath), str(folder), str(lease)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        return proc
+
+    proc = await asyncio.to_thread(start)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        await asyncio.to_thread(proc.wait, 30)
 
 
 async def test_claims_of_a_killed_process_are_taken_over_at_once(
     jpath: Path, tmp_path: Path
 ) -> None:
     """SIGKILL on this host: the pid is gone, so its claims are free long before its lease ends."""
-    proc = await asyncio.to_thread(start_holder, jpath, tmp_path, 600.0)
-    try:
-        async with Journal(jpath) as journal:
-            held = await journal.claim(tmp_path / "sent.pdf")
-            assert held.holder is not None
-            assert held.holder.pid == proc.pid
-            assert [e.path.name for e in await journal.in_flight()] == ["cut.pdf"]
-            assert await journal.claim_orphans() == []
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 30)
-
-            taken = await journal.claim(tmp_path / "sent.pdf")
-            assert taken.claimed
-            assert taken.taken_from is not None
-            assert taken.taken_from.pid == proc.pid
-            assert taken.entry is not None
-            assert (taken.entry.state, taken.entry.request_id) == (State.SUBMITTED, "req-sent")
-            orphans = await journal.claim_orphans()  # the cut-off submit: settled, not resent
-            assert [(e.path.name, e.state, e.request_id) for e in orphans] == [
-                ("cut.pdf", State.SUBMITTING, None)
-            ]
-            assert [e.owner for e in await journal.in_flight()] == [journal.run.run_id]
-            assert [run.pid for run in await journal.runs()] == [os.getpid()]
-    finally:
+    async with holder(jpath, tmp_path, 600.0) as proc, Journal(jpath) as journal:
+        held = await journal.claim(tmp_path / "sent.pdf")
+        assert held.holder is not None
+        assert held.holder.pid == proc.pid
+        assert [e.path.name for e in await journal.in_flight()] == ["cut.pdf"]
+        assert await journal.claim_orphans() == []
         proc.kill()
-        proc.wait(30)
+        await asyncio.to_thread(proc.wait, 30)
+
+        taken = await journal.claim(tmp_path / "sent.pdf")
+        assert taken.claimed
+        assert taken.taken_from is not None
+        assert taken.taken_from.pid == proc.pid
+        assert taken.entry is not None
+        assert (taken.entry.state, taken.entry.request_id) == (State.SUBMITTED, "req-sent")
+        orphans = await journal.claim_orphans()  # the cut-off submit: settled, not resent
+        assert [(e.path.name, e.state, e.request_id) for e in orphans] == [
+            ("cut.pdf", State.SUBMITTING, None)
+        ]
+        assert [e.owner for e in await journal.in_flight()] == [journal.run.run_id]
+        assert [run.pid for run in await journal.runs()] == [os.getpid()]
 
 
 async def test_a_stalled_process_loses_its_claims_when_its_lease_runs_out(
     jpath: Path, tmp_path: Path
 ) -> None:
     """SIGSTOP: no renewals, the lease ends, the claim is taken; woken, it sends nothing."""
-    proc = await asyncio.to_thread(start_holder, jpath, tmp_path, 1.0)
-    try:
-        async with Journal(jpath) as journal:
-            assert not (await journal.claim(tmp_path / "sent.pdf")).claimed
-            proc.send_signal(signal.SIGSTOP)
-            for _ in range(600):  # until the lease has run out (a minute at most)
-                taken = await journal.claim(tmp_path / "sent.pdf")
-                if taken.claimed:
-                    break
-                await asyncio.sleep(0.1)
-            assert taken.taken_from is not None
-            assert taken.taken_from.pid == proc.pid
-            proc.send_signal(signal.SIGCONT)
-            assert proc.stdin is not None
-            assert proc.stdout is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            answer = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
-            assert answer.startswith("lost: ")
-            assert f"run {journal.run.run_id} (pid {os.getpid()}" in answer
-            entry = await journal.get(tmp_path / "sent.pdf")
-            assert entry is not None
-            assert (entry.state, entry.request_id) == (State.SUBMITTED, "req-sent")
-    finally:
-        proc.kill()
-        proc.wait(30)
+    async with holder(jpath, tmp_path, 1.0) as proc, Journal(jpath) as journal:
+        assert not (await journal.claim(tmp_path / "sent.pdf")).claimed
+        proc.send_signal(signal.SIGSTOP)
+        for _ in range(600):  # until the lease has run out (a minute at most)
+            taken = await journal.claim(tmp_path / "sent.pdf")
+            if taken.claimed:
+                break
+            await asyncio.sleep(0.1)
+        assert taken.taken_from is not None
+        assert taken.taken_from.pid == proc.pid
+        proc.send_signal(signal.SIGCONT)
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        answer = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
+        assert answer.startswith("lost: ")
+        assert f"run {journal.run.run_id} (pid {os.getpid()}" in answer
+        entry = await journal.get(tmp_path / "sent.pdf")
+        assert entry is not None
+        assert (entry.state, entry.request_id) == (State.SUBMITTED, "req-sent")

@@ -64,7 +64,7 @@ from .._exceptions import (
     UpstageOCRError,
 )
 from .._inputs import OutputMapper
-from .._journal import Claim, Entry, Journal, RunInfo, State, journal_path
+from .._journal import Claim, Entry, Journal, RunInfo, journal_path
 from .._preflight import Mode
 from .._report import ReportRow, ReportWriter
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error, no_key
@@ -536,27 +536,12 @@ class OcrCommand:
             await self.journal.release(key)
             await self._row(ReportRow.failed(key, ambiguous, mode="async"))
             return None
-        if (
-            waited
-            and row is not None
-            and row.state is State.DONE
-            and row.output == seen.output
-            and seen.output is not None
-            and await anyio.to_thread.run_sync(seen.output.is_file)
-        ):
-            # The run that held it finished it meanwhile.
-            await self.journal.release(key)
-            await self._row(
-                ReportRow(
-                    key,
-                    "skipped",
-                    output=os.fspath(seen.output),
-                    pages=row.pages,
-                    mode=row.route,
-                    request_id=row.request_id,
-                )
-            )
-            return None
+        if waited and row is not None:  # the run that held it may have finished it
+            done = await already_done(self.journal, key, seen, row, seen.sha256, own=True)
+            if done is not None:
+                await self.journal.release(key)
+                await self._row(done)
+                return None
         entry: Entry | None = None
         sha256: str | None = None
         own = True
