@@ -578,7 +578,7 @@ class Journal:
         route: str | None = None,
         request_id: str | None = None,
     ) -> None:
-        """`path`'s result is written at `output`; this run's claim on it ends.
+        """`path`'s result is written at `output`; this run's claim on it ends (if it has one).
 
         The keyword fields, when given, replace the stored ones (for an input
         whose result was taken from an identical file's).
@@ -654,7 +654,7 @@ class Journal:
         """Insert or update the row of `key`: `state`, plus every field given as not None.
 
         `clear` empties route, request id, output, pages and error first;
-        `release` ends any claim on the row.
+        `release` ends this run's claim on the row (another run's stays).
         """
         given = {name: value for name, value in fields.items() if value is not None}
         if state is not State.FAILED:
@@ -663,16 +663,18 @@ class Journal:
         if clear:
             for name in ("route", "request_id", "output", "pages"):
                 given.setdefault(name, None)
-        if release:
-            given["owner"] = None
         names = ["state", *given, "updated_at"]
         values = [state.value, *given.values(), time.time()]
+        updates = [f"{name} = excluded.{name}" for name in names]
+        params: tuple[object, ...] = (key, *values)
+        if release:  # this run's claim ends; another run's stays
+            updates.append("owner = CASE WHEN owner = ? THEN NULL ELSE owner END")
+            params = (*params, self.run.run_id)
         sql = (
             f"INSERT INTO inputs (path, {', '.join(names)}) "  # noqa: S608 - names are ours
-            f"VALUES (?{', ?' * len(names)}) ON CONFLICT (path) DO UPDATE SET "
-            + ", ".join(f"{name} = excluded.{name}" for name in names)
+            f"VALUES (?{', ?' * len(names)}) ON CONFLICT (path) DO UPDATE SET " + ", ".join(updates)
         )
-        return lambda conn: conn.execute(sql, (key, *values))
+        return lambda conn: conn.execute(sql, params)
 
     async def _call(self, run: Callable[[sqlite3.Connection], _T], *, durable: bool = False) -> _T:
         if self._thread is None or self._closed:

@@ -70,7 +70,14 @@ from .._report import ReportRow, ReportWriter
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error, no_key
 from ._discovery import Discovery, Seen
 from ._display import RunDisplay, choose_style
-from ._resume import Unresolved, already_done, cut_off, request_to_poll, settle_submitting
+from ._resume import (
+    Unresolved,
+    already_done,
+    cut_off,
+    kept,
+    request_to_poll,
+    settle_submitting,
+)
 
 if TYPE_CHECKING:
     from ..testing import EmulatorConfig
@@ -503,6 +510,13 @@ class OcrCommand:
             error = seen.error or DocumentError(key, "cannot be read")
             await self._row(ReportRow.failed(key, error))
             return None
+        if self.options.resume:  # done with its output in place: skipped, no claim needed
+            entry = await self.journal.lookup(path, seen.size, seen.mtime_ns)
+            if entry is not None and _same_content(entry, seen):
+                done = await kept(self.journal, key, seen, entry)
+                if done is not None:
+                    await self._row(done)
+                    return None
         return await self._plan_claimed(seen, await self.journal.claim(key), waited=False)
 
     async def _plan_claimed(self, seen: Seen, claim: Claim, *, waited: bool) -> str | Resume | None:
@@ -527,6 +541,7 @@ class OcrCommand:
             self._unresolved.update(await self._settle([row, *orphans]))
             for orphan in orphans:
                 await self.journal.release(orphan.path)
+            row = await self.journal.get(key)  # adopted: now with its request id
             if key in self._unresolved.deferred:
                 await self.journal.release(key)
                 self._waiting[key] = _Waiting(seen, None)
@@ -547,8 +562,9 @@ class OcrCommand:
         own = True
         if self.options.resume:
             sha256 = seen.sha256
-            entry = await self.journal.lookup(path, seen.size, seen.mtime_ns)
-            if entry is not None and sha256 is not None and entry.sha256 not in (None, sha256):
+            if row is not None and (row.size, row.mtime_ns) == (seen.size, seen.mtime_ns):
+                entry = row  # the row as claimed: what `lookup` would answer
+            if entry is not None and not _same_content(entry, seen):
                 entry = None  # same size and mtime, other content: judged by content
             if entry is None and sha256 is not None:  # new, touched, or a copy
                 entry = await self.journal.find_by_hash(sha256)
@@ -677,6 +693,11 @@ class OcrCommand:
                 os.fspath(event.source),  # type: ignore[arg-type]
                 event.pages_completed or 0,
             )
+
+
+def _same_content(entry: Entry, seen: Seen) -> bool:
+    """False when both hashes are known and differ."""
+    return seen.sha256 is None or entry.sha256 in (None, seen.sha256)
 
 
 def _mtime(path: str) -> int:

@@ -65,7 +65,14 @@ from .._reconcile import Window
 from .._report import ReportRow
 from ._discovery import Seen
 
-__all__ = ["Unresolved", "already_done", "cut_off", "request_to_poll", "settle_submitting"]
+__all__ = [
+    "Unresolved",
+    "already_done",
+    "cut_off",
+    "kept",
+    "request_to_poll",
+    "settle_submitting",
+]
 
 logger = logging.getLogger("aioupstage_ocr")
 
@@ -215,6 +222,32 @@ def request_to_poll(entry: Entry) -> str | None:
     return None
 
 
+async def kept(journal: Journal, key: str, seen: Seen, entry: Entry) -> ReportRow | None:
+    """The `skipped` row of an input whose own row is done with its output in place, else None.
+
+    Needs no claim: whoever holds the input, its result is there.
+    """
+    if entry.state is not State.DONE or entry.output is None or entry.output != seen.output:
+        return None
+    if not seen.output_exists:
+        # Another run on the folder may have written it since discovery looked.
+        seen.output_exists = await anyio.to_thread.run_sync(os.path.isfile, entry.output)
+        if not seen.output_exists:
+            return None
+    if (entry.size, entry.mtime_ns) != (seen.size, seen.mtime_ns):
+        await journal.record_done(
+            key, entry.output, entry.pages or 0, size=seen.size, mtime_ns=seen.mtime_ns
+        )
+    return ReportRow(
+        key,
+        "skipped",
+        output=os.fspath(entry.output),
+        pages=entry.pages,
+        mode=entry.route,
+        request_id=entry.request_id,
+    )
+
+
 async def already_done(
     journal: Journal, key: str, seen: Seen, entry: Entry, sha256: str | None, *, own: bool
 ) -> ReportRow | None:
@@ -226,22 +259,10 @@ async def already_done(
     if entry.state is not State.DONE or entry.output is None:
         return None
     assert seen.output is not None
-    if own and entry.output == seen.output and not seen.output_exists:
-        # Another run on the folder may have written it since discovery looked.
-        seen.output_exists = await anyio.to_thread.run_sync(os.path.isfile, seen.output)
-    if own and entry.output == seen.output and seen.output_exists:
-        if (entry.size, entry.mtime_ns) != (seen.size, seen.mtime_ns):
-            await journal.record_done(
-                key, seen.output, entry.pages or 0, size=seen.size, mtime_ns=seen.mtime_ns
-            )
-        return ReportRow(
-            key,
-            "skipped",
-            output=os.fspath(seen.output),
-            pages=entry.pages,
-            mode=entry.route,
-            request_id=entry.request_id,
-        )
+    if own:
+        row = await kept(journal, key, seen, entry)
+        if row is not None:
+            return row
     if entry.output == seen.output:
         return None  # our own output is gone: fetch again or submit
     try:
