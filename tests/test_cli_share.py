@@ -12,14 +12,15 @@ import hashlib
 import re
 import signal
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_cli import Ran, cli_env, read_report, start_cli, texts
+from test_cli import Ran, cli_env, read_report, run_main, start_cli, texts
 
-from aioupstage_ocr import OCRResult
-from aioupstage_ocr._journal import LEASE_ENV, journal_path
+from aioupstage_ocr import AsyncUpstageOCR, OCRResult
+from aioupstage_ocr._journal import LEASE_ENV, Journal, journal_path
 from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf
 
 #: The lease of every run in these tests, in seconds.
@@ -243,3 +244,55 @@ async def test_a_killed_run_leaves_its_inputs_to_the_other_without_paying_twice(
     assert sum(stats.requests.values()) == before  # nothing left to ask the service
     assert run_pids(journal) == set()  # nobody holds anything any more
     print(f"\nkilled holding {held} open request(s); the survivor took over {taken} input(s)")
+
+
+async def test_a_cut_off_submit_taken_over_waits_for_a_live_runs_answer(
+    upstage_emulator: UpstageEmulator,
+    client: AsyncUpstageOCR,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A dead run's cut-off submit, and a live run's submit of the same size still unanswered:
+    the request that could be either's is not adopted until the live run records its own."""
+    monkeypatch.setenv("UPSTAGE_API_KEY", "any-key")
+    docs, out = tmp_path / "docs", tmp_path / "out"
+    docs.mkdir()
+    mine, theirs = docs / "mine.pdf", docs / "theirs.pdf"
+    mine_pages = [f"mine {n}" for n in range(1, 111)]
+    mine.write_bytes(make_pdf(mine_pages))
+    theirs.write_bytes(make_pdf([f"theirs {n}" for n in range(1, 111)]))  # the same size
+    async with Journal(journal_path(out)) as dead:  # a run that stopped mid-submit
+        info = mine.stat()
+        await dead.record_submitting(
+            mine, sha256(mine), "async", size=info.st_size, mtime_ns=info.st_mtime_ns
+        )
+        dead_id = dead.run.run_id
+    with sqlite3.connect(journal_path(out)) as conn:  # ... and never let go of it
+        now = time.time()
+        conn.execute(
+            "INSERT INTO runs VALUES (?, 1, 'elsewhere', '', ?, ?)", (dead_id, now - 60, now - 30)
+        )
+        conn.execute("UPDATE inputs SET owner = ?", (dead_id,))
+    conn.close()
+    async with Journal(journal_path(out)) as live:  # another run, its submit unanswered
+        info = theirs.stat()
+        await live.record_submitting(
+            theirs, sha256(theirs), "async", size=info.st_size, mtime_ns=info.st_mtime_ns
+        )
+        mine_request = await client.submit(mine)  # both reached the service
+        theirs_request = await client.submit(theirs)
+
+        argv = ["ocr", mine, "-o", out, "--base-url", upstage_emulator.base_url]
+        command = asyncio.create_task(run_main(argv))
+        stats = upstage_emulator.stats
+        await wait_for(lambda: stats.requests["list"] >= 2 or command.done())  # looked twice
+        assert not command.done()  # waiting: either request could be its
+        await live.record_submitted(theirs, theirs_request)  # the live run's answer came
+        assert await asyncio.wait_for(command, 120) == 0
+
+    err = capfd.readouterr().err
+    assert f"{mine}: the last run stopped while submitting it; request {mine_request}" in err
+    assert theirs_request not in err
+    assert texts(out / "mine.ocr.json") == mine_pages
+    assert stats.async_submissions[sha256(mine)] == 1  # the submit cut off, never again
