@@ -27,8 +27,10 @@ ran on this host (same host name and pid namespace) and its pid is gone; its
 claims are then free (`Claim.taken_from` names it), and its rows are resumed
 like any other: an open request id is polled, a `submitting` row without one
 is looked up first. A dead run's row stays (so each claim taken over can say
-whose it was) until no input names it. `record_done`, `record_failed` and `release` give a claim
-up; closing the journal gives up all of the run's claims.
+whose it was) until no input names it. `record_submitting` claims the input
+too, and records nothing if another live run holds it (`ClaimLostError`).
+`record_done`, `record_failed` and `release` end the calling run's claim
+(never another's); closing the journal ends all of the run's claims.
 
 Durability. The journal is in WAL mode. `record_submitting`,
 `record_submitted` and `reset` return only once their transaction is fsynced
