@@ -8,7 +8,6 @@ with a lease of a few seconds (`AIOUPSTAGE_OCR_LEASE`).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import signal
 import sqlite3
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_cli import Ran, cli_env, read_report, run_main, start_cli, texts
+from test_cli_resume import sha256
 
 from aioupstage_ocr import AsyncUpstageOCR, OCRResult
 from aioupstage_ocr._journal import LEASE_ENV, Journal, journal_path
@@ -25,10 +25,6 @@ from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf
 
 #: The lease of every run in these tests, in seconds.
 LEASE = "3"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def make_docs(folder: Path, prefix: str, *, pdfs: int, images: int) -> dict[Path, list[str]]:
