@@ -44,6 +44,7 @@ from ._exceptions import (
     RequestFailedError,
     RequestTooLargeError,
     ResponseValidationError,
+    ResultMismatchError,
     TooManyPagesError,
     TooManyPixelsError,
     UnprocessableEntityError,
@@ -68,6 +69,7 @@ from ._models import (
     parse_request_status,
     parse_result,
 )
+from ._outputs import searchable_pdf, write_searchable_pdf
 from ._poller import Progress
 
 __version__ = "0.1.0"
@@ -113,6 +115,7 @@ __all__ = [
     "RequestSummary",
     "RequestTooLargeError",
     "ResponseValidationError",
+    "ResultMismatchError",
     "Resume",
     "Retries",
     "Status",
@@ -132,4 +135,6 @@ __all__ = [
     "parse_request_list",
     "parse_request_status",
     "parse_result",
+    "searchable_pdf",
+    "write_searchable_pdf",
 ]

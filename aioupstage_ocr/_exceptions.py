@@ -11,7 +11,8 @@ UpstageOCRError
 │   ├── UnsupportedFormatError         not a format the service takes (by magic bytes)
 │   ├── TooManyPagesError              over the page limit of the chosen endpoint
 │   ├── TooManyPixelsError             a page over the pixel limit
-│   └── UnreadableDocumentError        corrupt, or password-protected
+│   ├── UnreadableDocumentError        corrupt, or password-protected
+│   └── ResultMismatchError            a result whose pages do not fit the document (outputs)
 ├── APIError                           talking to the service went wrong
 │   ├── APIConnectionError             no answer: refused, reset, dropped
 │   │   └── APITimeoutError            no answer in time
@@ -66,6 +67,7 @@ __all__ = [
     "RequestFailedError",
     "RequestTooLargeError",
     "ResponseValidationError",
+    "ResultMismatchError",
     "TooManyPagesError",
     "TooManyPixelsError",
     "UnprocessableEntityError",
@@ -139,6 +141,14 @@ class TooManyPixelsError(DocumentError):
 
 class UnreadableDocumentError(DocumentError):
     """The document is corrupt or password-protected: its pages cannot be read."""
+
+
+class ResultMismatchError(DocumentError):
+    """An OCR result does not fit the document it is laid over (page count, page shape).
+
+    Raised when an output is made from a document and a result (a searchable
+    PDF), not before an upload.
+    """
 
 
 class APIError(UpstageOCRError):

@@ -290,6 +290,29 @@ class OCRResult:
         """Write `to_json()` to `path` atomically; return the absolute path written."""
         return atomic_write_bytes(path, self.to_json(indent=indent))
 
+    # The other outputs live in `_outputs` (imported on first use; it needs this module's
+    # types only for checking). A searchable PDF: `aioupstage_ocr.searchable_pdf`.
+    def to_text(self) -> str:
+        """The pages' text, pages separated by a form feed (`"\\f"`), ending in a newline."""
+        from ._outputs._text import to_text  # noqa: PLC0415
+
+        return to_text(self)
+
+    def to_hocr(self, *, image: str | None = None) -> str:
+        """hOCR 1.2 (XHTML): pages, blocks, lines and words with pixel boxes and confidences.
+
+        `image` names the source document in each page's title.
+        """
+        from ._outputs._hocr import to_hocr  # noqa: PLC0415
+
+        return to_hocr(self, image=image)
+
+    def to_alto(self, *, image: str | None = None) -> str:
+        """ALTO 4.4 XML, positions in pixels; `image` is the source file it names."""
+        from ._outputs._alto import to_alto  # noqa: PLC0415
+
+        return to_alto(self, image=image)
+
     @classmethod
     def from_json(
         cls, data: bytes | str | Mapping[str, Any], *, source: str | None = None
