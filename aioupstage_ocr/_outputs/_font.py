@@ -31,6 +31,19 @@ _ASTRAL_BASE = 0xD800
 _ASTRAL_END = 0xE000
 
 
+# The blank glyph: one contour of two on-curve points, (0, 0) and (1000, 1000): a line,
+# so it has no area and no ink even if filled, but its bounding box is the em square.
+# (Readers that measure text by glyph boxes, pdfium among them, drop characters whose
+# glyph has no box at all.)
+_BLANK_GLYPH = (
+    struct.pack(">hhhhh", 1, 0, 0, UNITS, UNITS)  # contours; xMin, yMin, xMax, yMax
+    + struct.pack(">HH", 1, 0)  # end point of the contour; no instructions
+    + bytes([0x01, 0x01])  # flags: on curve, x and y as int16 deltas
+    + struct.pack(">hh", 0, UNITS)  # x deltas
+    + struct.pack(">hh", 0, UNITS)  # y deltas
+)
+
+
 def _checksum(data: bytes) -> int:
     padded = data + b"\0" * (-len(data) % 4)
     words: tuple[int, ...] = struct.unpack(f">{len(padded) // 4}I", padded)
@@ -90,7 +103,7 @@ def truetype() -> bytes:
             *(1, 0),  # ulCodePageRange: Latin 1
         ),
         b"cmap": _cmap_table(),
-        b"glyf": b"",  # no outlines: loca gives every glyph offset 0, length 0
+        b"glyf": _BLANK_GLYPH,  # glyph 1; .notdef is empty
         b"head": struct.pack(
             ">IIIIHHqqhhhhHHhhh",
             *(0x00010000, 0x00010000),  # version, fontRevision
@@ -112,8 +125,9 @@ def truetype() -> bytes:
             glyphs,  # numberOfHMetrics
         ),
         b"hmtx": struct.pack(">HhHh", UNITS, 0, UNITS, 0),
-        b"loca": struct.pack(">HHH", 0, 0, 0),
-        b"maxp": struct.pack(">IH13H", 0x00010000, glyphs, 0, 0, 0, 0, 2, *(0,) * 8),
+        b"loca": struct.pack(">HHH", 0, 0, len(_BLANK_GLYPH) // 2),  # short offsets: halves
+        # maxPoints 2, maxContours 1, maxZones 2, the rest 0
+        b"maxp": struct.pack(">IH13H", 0x00010000, glyphs, 2, 1, 0, 0, 2, *(0,) * 8),
         b"name": _name_table(),
         b"post": struct.pack(">IIhhIIIII", 0x00030000, 0, -100, 50, 0, 0, 0, 0, 0),
     }

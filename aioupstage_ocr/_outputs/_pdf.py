@@ -174,7 +174,7 @@ def _fit(name: str, page: Page, placed: PlacedPage, box: _PageBox) -> _PageBox:
     raise ResultMismatchError(
         name,
         f"page {page.index + 1}: the result's page is {placed.width}x{placed.height} px, "
-        f"the document's {box.shown[0]:g}x{box.shown[1]:g} (not the same shape)",
+        f"the document's {box.shown[0]:g}x{box.shown[1]:g} pt (not the same shape)",
     )
 
 
