@@ -440,3 +440,44 @@ def test_bad_input_fails_naming_the_document(tmp_path: Path) -> None:
         searchable_pdf(b"just some text", one, name="notes.txt")
     with pytest.raises(DocumentNotFoundError, match=r"missing\.pdf: cannot read it"):
         searchable_pdf(tmp_path / "missing.pdf", one)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [
+        ("png", "L"),
+        ("png", "P"),
+        ("png", "LA"),
+        ("png", "RGBA"),
+        ("tiff", "1"),
+        ("tiff", "L"),
+        ("tiff", "RGB"),
+        ("bmp", "P"),
+    ],
+)
+def test_image_modes_keep_their_pixels(fmt: str, mode: str) -> None:
+    """Each colour mode is embedded losslessly: pdfium decodes the same pixels back."""
+    from PIL import Image
+
+    source = Image.open(io.BytesIO(make_image("png", seed=7, width=90, height=60))).convert(mode)
+    if mode == "P":
+        source = Image.open(io.BytesIO(make_image("png", seed=7, width=90, height=60)))
+        source = source.convert("RGB").quantize(16)
+    buffer = io.BytesIO()
+    source.save(buffer, format=fmt.upper())
+    data = buffer.getvalue()
+    result = live_answer([(90, 60, [("mode", [(5, 5), (40, 5), (40, 20), (5, 20)])])])
+    pdf = searchable_pdf(data, result, name=f"x.{fmt}")
+    check_layer(pdf, result)
+    (image,) = [
+        o for o in pdfium.PdfDocument(pdf)[0].get_objects() if isinstance(o, pdfium.PdfImage)
+    ]
+    drawn = image.get_bitmap(render=False).to_pil()
+    decoded = Image.open(io.BytesIO(data))
+    if decoded.mode in ("LA", "RGBA"):
+        decoded = decoded.convert("L" if decoded.mode == "LA" else "RGB")  # alpha: the mask
+    assert drawn.convert("RGB").tobytes() == decoded.convert("RGB").tobytes()
+    if fmt == "png" and mode in ("L", "P"):  # compressed pixel data passed through as it is
+        assert image.get_filters() == ["FlateDecode"]
+        idat = data[data.index(b"IDAT") + 4 :]
+        assert bytes(image.get_data(decode_simple=False))[:64] == idat[:64]

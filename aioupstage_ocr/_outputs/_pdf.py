@@ -10,8 +10,11 @@
   TIFF), the image filling it at its own resolution: its DPI where the file
   records one, else 72 (one pixel per point); a page that would pass PDF's
   200-inch limit is scaled down to fit. JPEG bytes are embedded as they are
-  (`DCTDecode`); PNG, BMP and TIFF frames as their decoded pixels, Flate
-  compressed (lossless; alpha as a soft mask; palettes expanded). An EXIF
+  (`DCTDecode`), and so is a PNG's compressed pixel data where PDF can
+  take it (grey, RGB or palette, not interlaced, no transparency: Flate with
+  the PNG predictors); other PNGs, BMPs and TIFF frames are embedded as their
+  decoded pixels, Flate compressed (lossless; alpha as a soft mask; palettes
+  expanded). An EXIF
   orientation of 3, 6 or 8 becomes the page's `/Rotate` when the answer's
   page shape shows the service read the image upright.
 - The text layer puts each word with text, in the service's order, in render
@@ -33,6 +36,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,6 +46,7 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PdfReadError
 from pypdf.generic import (
     ArrayObject,
+    ByteStringObject,
     DecodedStreamObject,
     DictionaryObject,
     EncodedStreamObject,
@@ -437,27 +442,102 @@ def _flate_image(frame: Image.Image) -> tuple[bytes, dict[str, PdfObject], Image
     return zlib.compress(raw, 6), entries, alpha
 
 
-def _image_object(layer: _Layer, frame: Image.Image, jpeg: bytes | None) -> IndirectObject:
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """Image data embedded as it is in the file: its filter and image dictionary entries."""
+
+    data: bytes
+    filter: str
+    entries: dict[str, PdfObject]
+
+
+def _jpeg(data: bytes, image: Image.Image) -> _Encoded | None:
+    """A JPEG's own bytes as `DCTDecode` (None for a colour mode PDF has no space for)."""
+    space = {"L": "/DeviceGray", "RGB": "/DeviceRGB", "CMYK": "/DeviceCMYK"}.get(image.mode)
+    if space is None:
+        return None
+    entries: dict[str, PdfObject] = {
+        "ColorSpace": NameObject(space),
+        "BitsPerComponent": NumberObject(8),
+    }
+    if image.mode == "CMYK" and "adobe" in image.info:  # Adobe CMYK JPEGs are stored inverted
+        entries["Decode"] = ArrayObject([NumberObject(v) for v in (1, 0) * 4])
+    return _Encoded(data, "/DCTDecode", entries)
+
+
+def _png(data: bytes) -> _Encoded | None:
+    """A PNG's compressed pixel data (IDAT) as it is: PDF's Flate with the PNG predictors.
+
+    For grey, RGB and palette PNGs without interlacing or transparency; None
+    otherwise (those are decoded: the alpha becomes a soft mask).
+    """
+    header: tuple[int, ...] | None = None
+    palette = b""
+    idat: list[bytes] = []
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        body = data[at + 8 : at + 8 + length]
+        at += 12 + length
+        if kind == b"IHDR" and length == 13:
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"PLTE":
+            palette = body
+        elif kind == b"tRNS":
+            return None
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+    if header is None or not idat:
+        return None
+    width, _, depth, color, _, _, interlace = header
+    if interlace or color not in (0, 2, 3) or (color == 3 and not palette):
+        return None
+    space: PdfObject
+    if color == 3:
+        space = ArrayObject(
+            [
+                NameObject("/Indexed"),
+                NameObject("/DeviceRGB"),
+                NumberObject(len(palette) // 3 - 1),
+                ByteStringObject(palette),
+            ]
+        )
+    else:
+        space = NameObject("/DeviceGray" if color == 0 else "/DeviceRGB")
+    colors = 3 if color == 2 else 1
+    parms = DictionaryObject(
+        {
+            NameObject("/Predictor"): NumberObject(15),
+            NameObject("/Colors"): NumberObject(colors),
+            NameObject("/BitsPerComponent"): NumberObject(depth),
+            NameObject("/Columns"): NumberObject(width),
+        }
+    )
+    entries: dict[str, PdfObject] = {
+        "ColorSpace": space,
+        "BitsPerComponent": NumberObject(depth),
+        "DecodeParms": parms,
+    }
+    return _Encoded(b"".join(idat), "/FlateDecode", entries)
+
+
+def _image_object(layer: _Layer, frame: Image.Image, encoded: _Encoded | None) -> IndirectObject:
+    """The image XObject of `frame`: `encoded` as it is, else its pixels Flate compressed."""
     width, height = frame.size
     stream = EncodedStreamObject()
-    entries: dict[str, PdfObject]
-    if jpeg is not None:
-        space = {"L": "/DeviceGray", "RGB": "/DeviceRGB", "CMYK": "/DeviceCMYK"}[frame.mode]
-        entries = {"ColorSpace": NameObject(space), "BitsPerComponent": NumberObject(8)}
-        if frame.mode == "CMYK" and "adobe" in frame.info:  # Adobe CMYK JPEGs are inverted
-            entries["Decode"] = ArrayObject([NumberObject(v) for v in (1, 0) * 4])
-        stream._data = jpeg
-        stream[NameObject("/Filter")] = NameObject("/DCTDecode")
-        alpha = None
-    else:
+    alpha: Image.Image | None = None
+    if encoded is None:
         data, entries, alpha = _flate_image(frame)
-        stream._data = data
-        stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+        encoded = _Encoded(data, "/FlateDecode", entries)
+    stream._data = encoded.data
+    stream[NameObject("/Filter")] = NameObject(encoded.filter)
     stream[NameObject("/Type")] = NameObject("/XObject")
     stream[NameObject("/Subtype")] = NameObject("/Image")
     stream[NameObject("/Width")] = NumberObject(width)
     stream[NameObject("/Height")] = NumberObject(height)
-    for key, value in entries.items():
+    for key, value in encoded.entries.items():
         stream[NameObject(f"/{key}")] = value
     if alpha is not None:
         mask = EncodedStreamObject()
@@ -477,6 +557,7 @@ def _image_object(layer: _Layer, frame: Image.Image, jpeg: bytes | None) -> Indi
 
 
 def _frames(image: Image.Image, name: str) -> list[Image.Image]:
+    """Every frame, decoded (a TIFF's pages; one for other formats)."""
     try:
         return [frame.copy() for frame in ImageSequence.Iterator(image)]
     except (OSError, ValueError) as exc:
@@ -485,13 +566,16 @@ def _frames(image: Image.Image, name: str) -> list[Image.Image]:
 
 def _from_image(data: bytes, result: OCRResult, name: str) -> bytes:
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        image = Image.open(io.BytesIO(data))  # reads the header; pixels only where needed
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UnreadableDocumentError(name, f"cannot decode the image ({exc})") from None
-    jpeg = data if image.format in ("JPEG", "MPO") and image.mode in ("L", "RGB", "CMYK") else None
+    encoded: _Encoded | None = None
+    if image.format in ("JPEG", "MPO"):
+        encoded = _jpeg(data, image)
+    elif image.format == "PNG":
+        encoded = _png(data)
     orientation = image.getexif().get(0x0112, 1) if image.format in ("JPEG", "MPO", "TIFF") else 1
-    frames = [image] if jpeg is not None else _frames(image, name)
+    frames = [image] if encoded is not None else _frames(image, name)
     _check_count(name, result, len(frames))
     writer = PdfWriter()
     layer = _Layer(writer)
@@ -509,7 +593,7 @@ def _from_image(data: bytes, result: OCRResult, name: str) -> bytes:
             pdf_page[NameObject("/Rotate")] = NumberObject(box.rotate)
         key, resources = _with_font(pdf_page, layer)
         resources[NameObject("/XObject")] = DictionaryObject(
-            {NameObject("/Im0"): _image_object(layer, frame, jpeg)}
+            {NameObject("/Im0"): _image_object(layer, frame, encoded)}
         )
         draw = f"q {_num(width)} 0 0 {_num(height)} 0 0 cm /Im0 Do Q\n".encode()
         text = layer.operators(placed, _transform(box, (placed.width, placed.height)), key)

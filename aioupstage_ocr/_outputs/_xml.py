@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from html import escape as _html_escape
 from importlib import metadata
@@ -17,8 +18,10 @@ def escape(text: str) -> str:
     return _html_escape(_NOT_XML.sub("", text), quote=True)
 
 
+@functools.cache
 def software_version() -> str:
-    """This package's version, as installed (`unknown` when run from a bare checkout)."""
+    """This package's version, as installed (`unknown` when run from a bare checkout); looked
+    up once (a metadata search of the path costs milliseconds)."""
     try:
         return metadata.version("aioupstage-ocr")
     except metadata.PackageNotFoundError:
