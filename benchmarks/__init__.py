@@ -12,6 +12,7 @@ test of the scripts, not a measurement); `--only N` runs scenario N.
 - `s3_overhead`: client CPU per document against a bare aiohttp loop, profiled.
 - `s4_scale`: peak RSS and open files at 1,000 to 50,000 inputs.
 - `s5_concurrency`: throughput against the concurrency setting (Little's law).
+- `s6_outputs`: pages per second written for each output format.
 
 Every measured run (this client or a baseline) runs in a child process of its
 own (`benchmarks._child`), against a fresh emulator process (`_harness`).

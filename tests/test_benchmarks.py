@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("s1_rate_limit", "s2_async_bulk", "s3_overhead", "s4_scale", "s5_concurrency")
+NAMES = (
+    "s1_rate_limit",
+    "s2_async_bulk",
+    "s3_overhead",
+    "s4_scale",
+    "s5_concurrency",
+    "s6_outputs",
+)
 
 
 @pytest.mark.slow
@@ -46,6 +53,7 @@ def test_quick_mode_runs_every_scenario(tmp_path: Path) -> None:
         "CPU overhead",
         "Memory and open files",
         "Throughput against concurrency",
+        "Outputs: pages per second per format",
     ):
         assert title in report
     assert "Hot path of this client (pyinstrument" in report
