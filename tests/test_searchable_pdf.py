@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aioupstage_ocr import (
     AsyncUpstageOCR,
@@ -481,3 +483,34 @@ def test_image_modes_keep_their_pixels(fmt: str, mode: str) -> None:
         assert image.get_filters() == ["FlateDecode"]
         idat = data[data.index(b"IDAT") + 4 :]
         assert bytes(image.get_data(decode_simple=False))[:64] == idat[:64]
+
+
+_WORD_TEXT = st.text(
+    alphabet=st.characters(categories=("L", "N", "P", "S")), min_size=1, max_size=8
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    words=st.lists(
+        st.tuples(
+            _WORD_TEXT,
+            st.integers(0, 350),
+            st.integers(0, 260),
+            st.integers(3, 50),
+            st.integers(3, 40),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_any_words_come_back_in_order(words: list[tuple[str, int, int, int, int]]) -> None:
+    """Whatever the text (any script, beyond the BMP) and boxes, the layer reads back exact."""
+    quads = [(t, [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]) for t, x, y, w, h in words]
+    result = live_answer([(400, 300, quads)])
+    pdf = searchable_pdf(_PAGE_400x300, result)
+    (chars,) = layer_chars(pdf)
+    assert squash("".join(c for c, _ in chars)) == "".join(squash(t) for t, *_ in words)
+
+
+_PAGE_400x300 = make_image("png", seed=9, width=400, height=300)

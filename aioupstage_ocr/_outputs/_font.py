@@ -5,8 +5,9 @@ outlines 1000 units wide (1 em), with an ascent of 1 em and no descent: a
 character of it covers exactly the box from its baseline up one font size, so
 a word set in it spans its box. The PDF uses it as a `Type0` font with
 `Identity-H` encoding over a `CIDFontType2` whose `CIDToGIDMap` sends every
-CID to the blank glyph; the character codes are Unicode (see `encode`), and
-a `ToUnicode` CMap gives them back to copy, search and extraction. Nothing is
+CID to the blank glyph; the character codes are Unicode (see `Codes`), and
+a `ToUnicode` CMap of the codes used gives them back to copy, search and
+extraction. Nothing is
 ever drawn with it (render mode 3), so it needs no outlines at all: the
 whole font is under 1 KB, once per document.
 """
@@ -14,9 +15,8 @@ whole font is under 1 KB, once per document.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 
-__all__ = ["FONT_NAME", "cid_to_gid_map", "encode", "to_unicode_cmap", "truetype"]
+__all__ = ["FONT_NAME", "Codes", "cid_to_gid_map", "to_unicode_cmap", "truetype"]
 
 #: The font's PostScript name (also the PDF `BaseFont`).
 FONT_NAME = "AioUpstageOCRBlank"
@@ -161,29 +161,42 @@ def cid_to_gid_map() -> bytes:
     return b"\x00\x01" * 65536
 
 
-def encode(text: str, astral: dict[str, int]) -> bytes:
-    """`text` as two-byte codes: a BMP character's own code point; others get a code
-    from the surrogate range, recorded in `astral` (shared by the whole document)."""
-    out = bytearray()
-    for char in text:
-        point = ord(char)
-        if point > 0xFFFF or _ASTRAL_BASE <= point < _ASTRAL_END:
-            code = astral.get(char)
-            if code is None:
-                if len(astral) >= _ASTRAL_END - _ASTRAL_BASE:
-                    continue  # 2048 distinct rare characters on one document: drop the rest
-                code = astral[char] = _ASTRAL_BASE + len(astral)
-            point = code
-        out += point.to_bytes(2, "big")
-    return bytes(out)
+class Codes:
+    """The character codes of one document's text layer, and the characters they stand for.
+
+    A BMP character's code is its own code point; a character beyond the BMP
+    gets a code from the surrogate range (no character has those), up to 2048
+    of them a document (further ones are left out of the layer).
+    """
+
+    def __init__(self) -> None:
+        self.chars: dict[int, str] = {}
+        self._astral: dict[str, int] = {}
+
+    def encode(self, text: str) -> bytes:
+        """`text` as two-byte codes, each recorded for the ToUnicode CMap."""
+        out = bytearray()
+        chars = self.chars
+        for char in text:
+            code = ord(char)
+            if code > 0xFFFF or _ASTRAL_BASE <= code < _ASTRAL_END:
+                known = self._astral.get(char)
+                if known is None:
+                    if len(self._astral) >= _ASTRAL_END - _ASTRAL_BASE:
+                        continue
+                    known = self._astral[char] = _ASTRAL_BASE + len(self._astral)
+                code = known
+            chars[code] = char
+            out += code.to_bytes(2, "big")
+        return bytes(out)
 
 
 def _hex(text: str) -> str:
     return text.encode("utf-16-be", "surrogatepass").hex().upper()
 
 
-def to_unicode_cmap(astral: Iterable[tuple[str, int]]) -> bytes:
-    """The ToUnicode CMap: BMP codes to themselves, the `astral` codes to their characters."""
+def to_unicode_cmap(chars: dict[int, str]) -> bytes:
+    """The ToUnicode CMap of the codes a document used (`Codes.chars`), one entry each."""
     lines = [
         "/CIDInit /ProcSet findresource begin",
         "12 dict begin",
@@ -195,18 +208,11 @@ def to_unicode_cmap(astral: Iterable[tuple[str, int]]) -> bytes:
         "<0000> <FFFF>",
         "endcodespacerange",
     ]
-    # A bfrange may only vary the last byte: one range per high byte, surrogates left out.
-    ranges = [
-        f"<{hi:02X}00> <{hi:02X}FF> <{hi:02X}00>" for hi in range(256) if not 0xD8 <= hi < 0xE0
-    ]
-    for start in range(0, len(ranges), 100):
-        chunk = ranges[start : start + 100]
-        lines += [f"{len(chunk)} beginbfrange", *chunk, "endbfrange"]
-    pairs = sorted(astral, key=lambda item: item[1])
-    for start in range(0, len(pairs), 100):
+    pairs = sorted(chars.items())
+    for start in range(0, len(pairs), 100):  # at most 100 entries a block
         some = pairs[start : start + 100]
         lines.append(f"{len(some)} beginbfchar")
-        lines += [f"<{code:04X}> <{_hex(char)}>" for char, code in some]
+        lines += [f"<{code:04X}> <{_hex(char)}>" for code, char in some]
         lines.append("endbfchar")
     lines += ["endcmap", "CMapName currentdict /CMap defineresource pop", "end", "end", ""]
     return "\n".join(lines).encode("ascii")

@@ -66,7 +66,7 @@ from .._exceptions import (
 )
 from .._formats import Format, detect_format
 from . import Document
-from ._font import FONT_NAME, cid_to_gid_map, encode, to_unicode_cmap, truetype
+from ._font import FONT_NAME, Codes, cid_to_gid_map, to_unicode_cmap, truetype
 from ._lines import PlacedPage, group_lines, place
 
 if TYPE_CHECKING:
@@ -81,7 +81,6 @@ DEFAULT_DPI = 72.0
 #: The largest page side PDF readers take (200 inches), in points.
 MAX_SIDE = 14400.0
 _FONT_KEY = "FAioUpstageOCR"
-_SPACE = b"\x00\x20"
 _IMAGE_FORMATS = (Format.JPEG, Format.PNG, Format.BMP, Format.TIFF)
 
 Affine = tuple[float, float, float, float, float, float]
@@ -196,7 +195,7 @@ class _Layer:
     """The text layer's font (once per document) and the codes it has handed out."""
 
     writer: PdfWriter
-    astral: dict[str, int] = field(default_factory=dict)
+    codes: Codes = field(default_factory=Codes)
     font: IndirectObject | None = None
     _type0: DictionaryObject | None = None
 
@@ -267,7 +266,7 @@ class _Layer:
     def finish(self) -> None:
         """Write the ToUnicode CMap, now that every code the pages use is known."""
         if self._type0 is not None:
-            cmap = to_unicode_cmap(self.astral.items())
+            cmap = to_unicode_cmap(self.codes.chars)
             self._type0[NameObject("/ToUnicode")] = self.stream(cmap)
 
     def operators(self, placed: PlacedPage, to_page: Affine, font_key: str) -> bytes:
@@ -282,7 +281,7 @@ class _Layer:
         ops = [b"BT", b"3 Tr", f"/{font_key} 1 Tf".encode()]
         for line in group_lines(placed.words):
             for k, word in enumerate(line):
-                codes = encode(word.text, self.astral)
+                codes = self.codes.encode(word.text)
                 n = len(codes) // 2
                 if not n:
                     continue
@@ -297,7 +296,7 @@ class _Layer:
                     length = math.hypot(ux, uy)
                     vx, vy = -uy / length * 1e-3, ux / length * 1e-3
                 if k + 1 < len(line):
-                    codes += _SPACE
+                    codes += self.codes.encode(" ")
                 matrix = " ".join(_num(v) for v in (ux / n, uy / n, vx, vy, p3[0], p3[1]))
                 ops.append(f"{matrix} Tm <{codes.hex()}> Tj".encode())
         ops.append(b"ET")
