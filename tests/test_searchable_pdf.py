@@ -514,3 +514,34 @@ def test_any_words_come_back_in_order(words: list[tuple[str, int, int, int, int]
 
 
 _PAGE_400x300 = make_image("png", seed=9, width=400, height=300)
+
+
+@pytest.mark.parametrize(("orientation", "turn"), [(1, 0), (3, 180), (6, 90), (8, 270)])
+def test_exif_orientation_turns_the_page_as_the_answer_shows_it(
+    orientation: int, turn: int
+) -> None:
+    """A JPEG stored on its side (EXIF 6/8) or upside down (3) is shown upright, as read."""
+    from PIL import Image
+
+    stored = Image.open(io.BytesIO(make_image("png", seed=5, width=320, height=240)))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    stored.convert("RGB").save(buffer, format="JPEG", exif=exif.tobytes())
+    data = buffer.getvalue()
+    frame = (240, 320) if turn in (90, 270) else (320, 240)
+    words = [("upright", [(20, 30), (120, 30), (120, 60), (20, 60)])]
+    result = live_answer([(frame[0], frame[1], words)])
+    pdf = searchable_pdf(data, result, name="turned.jpg")
+    page = PdfReader(io.BytesIO(pdf)).pages[0]
+    assert page.get("/Rotate", 0) == turn
+    assert list(page.mediabox) == [0, 0, 320, 240]  # the page itself is the stored image
+    shown = pdfium.PdfDocument(pdf)[0].render().to_pil()
+    assert shown.size == frame  # a viewer shows it turned, as the service read it
+    boxes = pdfium_layer_boxes(pdf, 0, frame)
+    assert "".join(c for c, _ in boxes) == "upright"
+    assert iou(union([b for _, b in boxes]), (20, 30, 120, 60)) >= 0.9
+    # The answer for the stored orientation (a service that ignored EXIF) is laid unturned.
+    if turn in (90, 270):
+        flat = live_answer([(320, 240, words)])
+        assert PdfReader(io.BytesIO(searchable_pdf(data, flat))).pages[0].get("/Rotate", 0) == 0
