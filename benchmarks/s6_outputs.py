@@ -34,12 +34,6 @@ FORMATS = ("json", "txt", "hocr", "alto", "pdf")
 #: The pace a bulk run reaches against the service, the bar each output must keep ahead of.
 BAR_PAGES_PER_S = 20.0
 _REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "real-ocr"
-_REAL_DOCS = {
-    "multi_page": "multi_page.pdf",
-    "rotate": "rotate.jpg",
-    "check_box": "check_box.png",
-    "reciepts": "reciepts.jpg",
-}
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -99,6 +93,17 @@ def _rates(pairs: list[tuple[bytes, Any]], repeats: int) -> dict[str, float]:
     return {name: pages / _time(make, repeats) for name, make in makers.items()}
 
 
+def _recorded() -> list[tuple[Path, Path]]:
+    """Each recorded answer in `../shared/real-ocr` beside its document (none if absent)."""
+    pairs = []
+    for answer in sorted(_REAL.glob("*.response.json")):
+        stem = answer.name.removesuffix(".response.json")
+        documents = [p for p in _REAL.glob(f"{stem}.*") if not p.name.endswith(".json")]
+        if documents:
+            pairs.append((documents[0], answer))
+    return pairs
+
+
 def measure(params: dict[str, Any]) -> dict[str, Any]:
     """OCR the documents through the client, then time every output (child target)."""
     from aioupstage_ocr import AsyncUpstageOCR, OCRResult
@@ -125,11 +130,8 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
             "words": sum(len(page.words) for _, r in pairs for page in r.pages),
             "pages_per_s": _rates(pairs, repeats),
         }
-    if _REAL.is_dir():
-        recorded = [
-            ((_REAL / doc).read_bytes(), OCRResult.load(_REAL / f"{name}.response.json"))
-            for name, doc in _REAL_DOCS.items()
-        ]
+    recorded = [(document.read_bytes(), OCRResult.load(answer)) for document, answer in _recorded()]
+    if recorded:
         figures["recorded"] = {
             "documents": len(recorded),
             "pages": sum(r.num_pages for _, r in recorded),
