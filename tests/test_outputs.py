@@ -309,3 +309,23 @@ def test_lines_follow_the_words_direction(rows: list[int], degrees: float, heigh
             row.append(word.text)
         expected.append(row)
     assert [[w.text for w in line] for line in group_lines(words)] == expected
+
+
+@pytest.mark.parametrize("name", REAL_NAMES)
+def test_hocr_reads_in_ocrmypdf_where_installed(name: str, tmp_path: Path) -> None:
+    """A real hOCR consumer (OCRmyPDF's parser, 16+) sees the same words and boxes."""
+    parser = pytest.importorskip("ocrmypdf.hocrtransform.hocr_parser")
+    result = real_result(name)
+    path = tmp_path / f"{name}.hocr"
+    path.write_text(result.to_hocr(image=name), encoding="utf-8")
+    page = parser.HocrParser(path).parse()
+
+    def walk(element: Any) -> list[Any]:
+        return [e for child in element.children for e in (child, *walk(child))]
+
+    words = [e for e in walk(page) if e.ocr_class == "ocrx_word"]
+    read = [
+        (w.text, tuple(round(v) for v in (w.bbox.left, w.bbox.top, w.bbox.right, w.bbox.bottom)))
+        for w in words
+    ]
+    assert read == expected_words(result)[0]
