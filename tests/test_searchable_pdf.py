@@ -440,6 +440,9 @@ def test_bad_input_fails_naming_the_document(tmp_path: Path) -> None:
         searchable_pdf(b"%PDF-1.4\n" + b"\0" * 200, one, name="broken.pdf")
     with pytest.raises(UnsupportedFormatError, match=r"^notes\.txt: a searchable PDF is made"):
         searchable_pdf(b"just some text", one, name="notes.txt")
+    heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64
+    with pytest.raises(UnsupportedFormatError, match=r"^photo\.heic: .*; a HEIC document"):
+        searchable_pdf(heic, one, name="photo.heic")
     with pytest.raises(DocumentNotFoundError, match=r"missing\.pdf: cannot read it"):
         searchable_pdf(tmp_path / "missing.pdf", one)
 
