@@ -14,9 +14,9 @@
   take it (grey, RGB or palette, not interlaced, no transparency: Flate with
   the PNG predictors); other PNGs, BMPs and TIFF frames are embedded as their
   decoded pixels, Flate compressed (lossless; alpha as a soft mask; palettes
-  expanded). An EXIF
-  orientation of 3, 6 or 8 becomes the page's `/Rotate` when the answer's
-  page shape shows the service read the image upright.
+  expanded). An EXIF orientation of 3, 6 or 8 becomes the page's `/Rotate`
+  (the image itself stays as stored) unless the answer's page shape shows
+  the service read the image as stored; mirrored orientations are not undone.
 - The text layer puts each word with text, in the service's order, in render
   mode 3 (invisible) in a glyphless font (`_font`): a text matrix per word
   sends its characters from the bottom-left corner of its box along the box's
