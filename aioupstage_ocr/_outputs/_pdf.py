@@ -65,12 +65,12 @@ from .._exceptions import (
     UnsupportedFormatError,
 )
 from .._formats import Format, detect_format
-from . import Document
 from ._font import FONT_NAME, Codes, cid_to_gid_map, to_unicode_cmap, truetype
 from ._lines import PlacedPage, group_lines, place
 
 if TYPE_CHECKING:
     from .._models import OCRResult, Page
+    from . import Document
 
 __all__ = ["searchable_pdf"]
 
