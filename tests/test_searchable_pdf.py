@@ -443,7 +443,7 @@ def test_bad_input_fails_naming_the_document(tmp_path: Path) -> None:
     heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64
     with pytest.raises(UnsupportedFormatError, match=r"^photo\.heic: .*; a HEIC document"):
         searchable_pdf(heic, one, name="photo.heic")
-    with pytest.raises(DocumentNotFoundError, match=r"missing\.pdf: cannot read it"):
+    with pytest.raises(DocumentNotFoundError, match=r"missing\.pdf: no such file"):
         searchable_pdf(tmp_path / "missing.pdf", one)
 
 

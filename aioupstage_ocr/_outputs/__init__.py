@@ -16,24 +16,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from .._atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from .._models import OCRResult
+    from .._preflight import Document  # a path, the bytes, or a binary file object
 
 __all__ = ["searchable_pdf", "write_searchable_pdf"]
-
-#: What `searchable_pdf` takes as the original document.
-Document = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
 
 def searchable_pdf(document: Document, result: OCRResult, *, name: str | None = None) -> bytes:
     """The original `document` with `result`'s words as an invisible text layer, as PDF bytes.
 
-    `document` is a path, the bytes, or a binary file object; `name` names it
-    in errors (default: the path, else `document`). A PDF keeps its pages
+    `document` is a path, the bytes, or a binary file object (read from
+    where it is); `name` names it in errors (default: the path or the file
+    object's name, else `<bytes>`). A PDF keeps its pages
     byte for byte (the text layer is an incremental update: extra content
     streams and one shared glyphless font); an image (JPEG passed through,
     PNG/BMP/TIFF as lossless Flate, every TIFF frame a page) becomes pages at

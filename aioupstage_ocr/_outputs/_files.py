@@ -27,7 +27,7 @@ from .._exceptions import UpstageOCRError
 
 if TYPE_CHECKING:
     from .._models import OCRResult
-    from . import Document
+    from .._preflight import Document
 
 __all__ = [
     "FORMATS",

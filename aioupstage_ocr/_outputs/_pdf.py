@@ -65,12 +65,13 @@ from .._exceptions import (
     UnsupportedFormatError,
 )
 from .._formats import Format, detect_format
+from .._preflight import _os_reason
 from ._font import FONT_NAME, Codes, cid_to_gid_map, to_unicode_cmap, truetype
 from ._lines import PlacedPage, group_lines, place
 
 if TYPE_CHECKING:
     from .._models import OCRResult, Page
-    from . import Document
+    from .._preflight import Document
 
 __all__ = ["searchable_pdf"]
 
@@ -103,19 +104,19 @@ def searchable_pdf(document: Document, result: OCRResult, *, name: str | None = 
 
 
 def _read(document: Document, name: str | None) -> tuple[bytes, str]:
+    """The document's bytes and the name its errors use (as preflight names documents)."""
     if isinstance(document, str | os.PathLike):
         label = name or os.fspath(document)
         try:
             with open(document, "rb") as file:
                 data = file.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise DocumentNotFoundError(label, f"cannot read it ({exc.strerror})") from None
-        except PermissionError as exc:
-            raise DocumentNotFoundError(label, f"cannot read it ({exc.strerror})") from None
+        except OSError as exc:
+            raise DocumentNotFoundError(label, _os_reason(exc)) from None
     elif isinstance(document, bytes | bytearray | memoryview):
-        label, data = name or "document", bytes(document)
+        label, data = name or "<bytes>", bytes(document)
     else:
-        label = name or str(getattr(document, "name", "") or "document")
+        own_name = getattr(document, "name", None)
+        label = name or (own_name if isinstance(own_name, str) else "<stream>")
         data = document.read()
     if not data:
         raise EmptyDocumentError(label, "the document has no bytes")
