@@ -3,9 +3,10 @@
 Fields, in this order: `input`, `status` (`ok` | `failed` | `skipped`),
 `output`, `pages`, `mode`, `request_id`, `error` (`{"type", "message"}` or
 null), `reason` (why a `skipped` input was not done by this run, e.g. another
-run on the same output folder holds it; else null). Paths are absolute; a
-name that is not valid UTF-8 is written with `\\xNN` escapes for the bytes
-that are not.
+run on the same output folder holds it; else null), `outputs` (every output
+file of the input by format, `{"json": ..., "pdf": ...}`, or null where none
+was written). Paths are absolute; a name that is not valid UTF-8 is written
+with `\\xNN` escapes for the bytes that are not.
 
 How it is written: each row goes out as one whole line, flushed at once, to
 `<report>.partial` beside the report (memory stays flat however many inputs;
@@ -61,6 +62,7 @@ class ReportRow:
     request_id: str | None = None
     error: ReportError | None = None
     reason: str | None = None
+    outputs: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:
@@ -91,6 +93,7 @@ class ReportRow:
             "request_id": self.request_id,
             "error": self.error,
             "reason": self.reason,
+            "outputs": self.outputs,
         }
         try:
             return orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)

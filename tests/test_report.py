@@ -15,7 +15,7 @@ import pytest
 from aioupstage_ocr._exceptions import DocumentNotFoundError, RequestFailedError
 from aioupstage_ocr._report import PARTIAL_SUFFIX, ReportRow, ReportWriter, error_of
 
-FIELDS = ["input", "status", "output", "pages", "mode", "request_id", "error", "reason"]
+FIELDS = ["input", "status", "output", "pages", "mode", "request_id", "error", "reason", "outputs"]
 
 
 def read_rows(path: Path) -> list[dict[str, object]]:
@@ -27,7 +27,8 @@ def read_rows(path: Path) -> list[dict[str, object]]:
 def test_rows_are_json_lines_with_exact_fields(tmp_path: Path) -> None:
     """Each row is one line with the documented fields, in order; the folder is created."""
     report = tmp_path / "reports" / "run.jsonl"
-    ok = ReportRow("/in/a.pdf", "ok", "/out/a.ocr.json", 3, "async", "req-1")
+    outputs = {"json": "/out/a.ocr.json", "pdf": "/out/a.ocr.pdf"}
+    ok = ReportRow("/in/a.pdf", "ok", "/out/a.ocr.json", 3, "async", "req-1", outputs=outputs)
     skipped = ReportRow("/in/b.pdf", "skipped", reason="another run holds it")
     failed = ReportRow.failed(Path("/in/c.pdf"), DocumentNotFoundError("/in/c.pdf", "no such file"))
     with ReportWriter(report) as writer:
@@ -47,6 +48,7 @@ def test_rows_are_json_lines_with_exact_fields(tmp_path: Path) -> None:
         "request_id": "req-1",
         "error": None,
         "reason": None,
+        "outputs": {"json": "/out/a.ocr.json", "pdf": "/out/a.ocr.pdf"},
     }
     assert (rows[1]["output"], rows[1]["reason"]) == (None, "another run holds it")
     assert rows[2] == {
@@ -58,6 +60,7 @@ def test_rows_are_json_lines_with_exact_fields(tmp_path: Path) -> None:
         "request_id": None,
         "error": {"type": "DocumentNotFoundError", "message": "/in/c.pdf: no such file"},
         "reason": None,
+        "outputs": None,
     }
     assert not Path(f"{report}{PARTIAL_SUFFIX}").exists()
 
