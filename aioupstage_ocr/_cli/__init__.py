@@ -3,7 +3,8 @@
 ```
 aioupstage-ocr ocr INPUT... [-o DIR] [--mode auto|sync|async] [--concurrency N]
                    [--rps R] [--ppm P] [--report FILE] [--no-resume]
-                   [--base-url URL] [--emulator] [--quiet]
+                   [--format json,txt,hocr,alto,pdf] [--base-url URL] [--emulator] [--quiet]
+aioupstage-ocr convert RESULT.ocr.json... --format ... [--document ORIGINAL] [-o DIR]
 aioupstage-ocr status REQUEST_ID          one status, as JSON
 aioupstage-ocr fetch REQUEST_ID [-o FILE] wait, download, merge; JSON out
 aioupstage-ocr requests                   the service's list of past requests, as JSON
@@ -19,6 +20,8 @@ configuration error (bad option, no API key), 130 interrupted (Ctrl-C).
 - `_main`: the argument parser, `main`, and the one-request commands
   (`status`, `fetch`, `requests`);
 - `_ocr`: the `ocr` command (a bulk run with its journal, outputs, report);
+- `_convert`: the `convert` command (outputs from saved results, offline) and
+  the `--format` argument both commands take;
 - `_discovery`: its inputs, found and hashed by a thread ahead of the run;
 - `_resume`: what its journal says about an input, and the start-up check of
   submits a stopped run left open;

@@ -270,7 +270,10 @@ class RunDisplay:
             if len(t.failures) < MAX_LISTED:
                 t.failures.append(line)
             self._error(f"failed: {line}")
-        if row.output is not None and row.status != "failed":
+        if row.outputs:  # every output file, also those of a row failed by one format
+            for path in row.outputs.values():
+                self._print_path(path)
+        elif row.output is not None and row.status != "failed":
             self._print_path(row.output)
         self._update_bar()
         self._maybe_log()

@@ -19,6 +19,7 @@ from .._client import AsyncUpstageOCR
 from .._config import resolve_api_key
 from .._exceptions import ConfigurationError, UpstageOCRError
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, error, no_key
+from ._convert import add_convert, format_list
 from ._display import fetch_progress
 
 __all__ = ["build_parser", "main"]
@@ -152,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one JSON line per input: input, status, output, pages, mode, request_id, error",
     )
     ocr.add_argument(
+        "--format",
+        dest="formats",
+        type=format_list,
+        default=("json",),
+        metavar="FORMATS",
+        help=(
+            "outputs, comma-separated, written beside each other: json (<stem>.ocr.json), "
+            "txt, hocr, alto (.alto.xml), pdf (searchable, .ocr.pdf); default json. "
+            "The .ocr.json is always kept: resume and `convert` read it"
+        ),
+    )
+    ocr.add_argument(
         "--no-resume",
         action="store_true",
         help="start fresh: forget the journal of past runs in DIR",
@@ -185,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("-o", "--output", metavar="FILE", help="write the result here")
     _add_base_url(fetch)
     fetch.set_defaults(handler=_cmd_fetch)
+
+    add_convert(commands)
 
     requests = commands.add_parser("requests", help="the service's list of past requests")
     _add_base_url(requests)
@@ -258,6 +273,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
         ppm=args.ppm,
         report=args.report,
         resume=not args.no_resume,
+        formats=args.formats,
         base_url=args.base_url,
         emulator=args.emulator,
         quiet=args.quiet,

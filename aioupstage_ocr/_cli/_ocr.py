@@ -31,19 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import anyio
 from anyio.abc import TaskGroup
 
-from .._atomic import atomic_write_bytes
 from .._bulk import BulkEvent, BulkItem, Resume, Submission
 from .._client import AsyncUpstageOCR
 from .._config import (
@@ -65,8 +65,10 @@ from .._exceptions import (
 )
 from .._inputs import OutputMapper
 from .._journal import Claim, Entry, Journal, RunInfo, journal_path
+from .._models import OCRResult
+from .._outputs._files import Written, output_paths, write_outputs
 from .._preflight import Mode
-from .._report import ReportRow, ReportWriter
+from .._report import ReportRow, ReportWriter, error_of
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error, no_key
 from ._discovery import Discovery, Seen
 from ._display import RunDisplay, choose_style
@@ -110,6 +112,8 @@ class OcrOptions:
     ppm: float | None = None
     report: str | None = None
     resume: bool = True
+    #: Outputs besides the `.ocr.json` (always written: resume and `convert` read it).
+    formats: tuple[str, ...] = ("json",)
     base_url: str | None = None
     emulator: bool = False
     quiet: bool = False
@@ -410,6 +414,7 @@ class OcrCommand:
         self._writers = anyio.Semaphore(_WRITERS)
         self._group: TaskGroup | None = None
         self._limits: DocumentLimits = client.document_limits
+        self._formats = ("json", *(f for f in options.formats if f != "json"))
 
     # ------------------------------------------------------------------ the whole run
 
@@ -515,7 +520,7 @@ class OcrCommand:
             if entry is not None and _same_content(entry, seen):
                 done = await kept(self.journal, key, seen, entry)
                 if done is not None:
-                    await self._row(done)
+                    await self._row(await self._with_outputs(key, done))
                     return None
         return await self._plan_claimed(seen, await self.journal.claim(key), waited=False)
 
@@ -555,7 +560,7 @@ class OcrCommand:
             done = await already_done(self.journal, key, seen, row, seen.sha256, own=True)
             if done is not None:
                 await self.journal.release(key)
-                await self._row(done)
+                await self._row(await self._with_outputs(key, done))
                 return None
         entry: Entry | None = None
         sha256: str | None = None
@@ -575,7 +580,7 @@ class OcrCommand:
             done = await already_done(self.journal, key, seen, entry, sha256, own=own)
             if done is not None:
                 await self.journal.release(key)
-                await self._row(done)
+                await self._row(await self._with_outputs(key, done))
                 return None
             request_id = request_to_poll(entry)
             if request_id is not None:
@@ -583,6 +588,30 @@ class OcrCommand:
                 return Resume(key, request_id)
         self._remember(key, meta)
         return key
+
+    async def _with_outputs(self, key: str, row: ReportRow) -> ReportRow:
+        """A done input's row, its other outputs checked: those missing (a format added
+        since, a file deleted) are made from its `.ocr.json`, never by the service."""
+        assert row.output is not None
+        json_path = Path(row.output)
+        paths = output_paths(json_path, self._formats)
+        missing = await anyio.to_thread.run_sync(
+            lambda: tuple(fmt for fmt, path in paths.items() if not path.exists())
+        )
+        if not missing:
+            return replace(row, outputs={fmt: os.fspath(path) for fmt, path in paths.items()})
+        try:
+            result = await anyio.to_thread.run_sync(OCRResult.load, json_path)
+        except (UpstageOCRError, OSError) as exc:
+            error = _output_error(key, "json", exc)
+            return ReportRow.failed(key, error, mode=row.mode, request_id=row.request_id)
+        written = await anyio.to_thread.run_sync(
+            functools.partial(write_outputs, result, missing, json_path, document=key, name=key)
+        )
+        written.paths = {fmt: written.paths.get(fmt, paths[fmt]) for fmt in paths}
+        for fmt in written.errors:
+            del written.paths[fmt]
+        return _outputs_row(replace(row, status="ok"), written)
 
     def _remember(self, key: str, meta: _Meta) -> None:
         known = self._meta.get(key)
@@ -640,11 +669,15 @@ class OcrCommand:
         sha256 = item.sha256 or meta.sha256
         stat = {"size": meta.size or None, "mtime_ns": meta.mtime_ns or None}
         if item.result is not None:
-            data = item.result.to_json()
-            try:
-                written = await anyio.to_thread.run_sync(atomic_write_bytes, meta.output, data)
-            except OSError as exc:
-                error = UpstageOCRError(f"{key}: cannot write the output: {exc}")
+            written = await anyio.to_thread.run_sync(
+                functools.partial(
+                    write_outputs, item.result, self._formats, meta.output, document=key, name=key
+                )
+            )
+            pages = item.pages if item.pages is not None else item.result.num_pages
+            json_path = written.paths.get("json")
+            if json_path is None:  # the result itself could not be kept
+                error = _output_error(key, "json", written.errors["json"])
                 await self.journal.record_failed(
                     key, type(error).__name__, str(error), sha256=sha256, **stat
                 )
@@ -652,9 +685,10 @@ class OcrCommand:
                     ReportRow.failed(key, error, mode=item.route, request_id=item.request_id)
                 )
                 return
+            # The result is on disk: a later run never pays for it again, whatever else failed.
             await self.journal.record_done(
                 key,
-                written,
+                json_path,
                 item.pages or item.result.num_pages,
                 sha256=sha256,
                 route=item.route,
@@ -662,13 +696,16 @@ class OcrCommand:
                 **stat,
             )
             await self._row(
-                ReportRow(
-                    key,
-                    "ok",
-                    output=os.fspath(written),
-                    pages=item.pages if item.pages is not None else item.result.num_pages,
-                    mode=item.route,
-                    request_id=item.request_id,
+                _outputs_row(
+                    ReportRow(
+                        key,
+                        "ok",
+                        output=os.fspath(json_path),
+                        pages=pages,
+                        mode=item.route,
+                        request_id=item.request_id,
+                    ),
+                    written,
                 )
             )
             return
@@ -698,6 +735,24 @@ class OcrCommand:
 def _same_content(entry: Entry, seen: Seen) -> bool:
     """False when both hashes are known and differ."""
     return seen.sha256 is None or entry.sha256 in (None, seen.sha256)
+
+
+def _output_error(key: str, fmt: str, exc: UpstageOCRError | OSError) -> UpstageOCRError:
+    """The error of one output format, naming the input (an `OSError` says which file)."""
+    if isinstance(exc, UpstageOCRError):
+        return exc
+    return UpstageOCRError(f"{key}: cannot write the {fmt} output: {exc}")
+
+
+def _outputs_row(row: ReportRow, written: Written) -> ReportRow:
+    """`row` with its outputs; failed (naming the first format that failed) when one did."""
+    outputs = {fmt: os.fspath(path) for fmt, path in written.paths.items()}
+    if written.ok:
+        return replace(row, outputs=outputs)
+    fmt, exc = next(iter(written.errors.items()))
+    return replace(
+        row, status="failed", error=error_of(_output_error(row.input, fmt, exc)), outputs=outputs
+    )
 
 
 def _mtime(path: str) -> int:
