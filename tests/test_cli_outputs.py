@@ -23,6 +23,15 @@ def outputs_of(out: Path, stem: str) -> list[Path]:
     return [out / f"{stem}{suffix}" for suffix in SUFFIXES]
 
 
+@pytest.fixture
+def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """The test key set; a `docs` folder made; where outputs and the report go."""
+    monkeypatch.setenv("UPSTAGE_API_KEY", CLI_KEY)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    return docs, tmp_path / "out", tmp_path / "report.jsonl"
+
+
 def mtimes_of(paths: Iterable[str | Path]) -> dict[str, int]:
     return {str(p): Path(p).stat().st_mtime_ns for p in paths}
 
@@ -49,14 +58,11 @@ def check_first_run(docs: Path, out: Path, report: Path) -> dict[str, int]:
 
 async def test_formats_are_written_reported_and_resumed_together(
     upstage_emulator: UpstageEmulator,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    dirs: tuple[Path, Path, Path],
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     """Every format beside the JSON; a rerun skips them all; a lost one is made again locally."""
-    monkeypatch.setenv("UPSTAGE_API_KEY", CLI_KEY)
-    docs, out, report = tmp_path / "docs", tmp_path / "out", tmp_path / "report.jsonl"
-    docs.mkdir()
+    docs, out, report = dirs
     (docs / "a.pdf").write_bytes(make_pdf(2))
     (docs / "b.png").write_bytes(make_image("png", seed=2))
     argv = ["ocr", docs, "-o", out, "--report", report, "--format", ALL]
@@ -97,12 +103,10 @@ def make_docx() -> bytes:
 
 
 async def test_a_format_that_cannot_be_made_fails_the_row_not_the_others(
-    upstage_emulator: UpstageEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    upstage_emulator: UpstageEmulator, dirs: tuple[Path, Path, Path]
 ) -> None:
     """A DOCX has no searchable PDF: its row fails naming it; its other outputs are written."""
-    monkeypatch.setenv("UPSTAGE_API_KEY", CLI_KEY)
-    docs, out, report = tmp_path / "docs", tmp_path / "out", tmp_path / "report.jsonl"
-    docs.mkdir()
+    docs, out, report = dirs
     (docs / "memo.docx").write_bytes(make_docx())
     (docs / "scan.png").write_bytes(make_image("png", seed=4))
     argv = ["ocr", docs, "-o", out, "--report", report, "--format", "txt,pdf"]
@@ -129,14 +133,12 @@ async def test_a_format_that_cannot_be_made_fails_the_row_not_the_others(
 
 async def test_convert_makes_outputs_from_a_saved_result(
     upstage_emulator: UpstageEmulator,
+    dirs: tuple[Path, Path, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     """`convert` writes beside the result or into DIR, never calls the service."""
-    monkeypatch.setenv("UPSTAGE_API_KEY", CLI_KEY)
-    docs, out = tmp_path / "docs", tmp_path / "out"
-    docs.mkdir()
+    docs, out, _ = dirs
     (docs / "scan.pdf").write_bytes(make_pdf(2))
     argv = ["ocr", docs / "scan.pdf", "-o", out, "--base-url", upstage_emulator.base_url]
     assert await run_main(argv) == 0
