@@ -150,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     ocr.add_argument(
         "--report",
         metavar="FILE",
-        help="write one JSON line per input: input, status, output, pages, mode, request_id, error",
+        help=(
+            "write one JSON line per input: input, status, output, pages, mode, request_id, "
+            "error, outputs"
+        ),
     )
     ocr.add_argument(
         "--format",
