@@ -8,6 +8,7 @@ the font is a valid TrueType; bad input fails naming the file.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import io
 from pathlib import Path
@@ -548,3 +549,26 @@ def test_exif_orientation_turns_the_page_as_the_answer_shows_it(
     if turn in (90, 270):
         flat = live_answer([(320, 240, words)])
         assert PdfReader(io.BytesIO(searchable_pdf(data, flat))).pages[0].get("/Rotate", 0) == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["multicolumn.pdf", "pdflatex-4-pages.pdf", "eurotext.tif", "phototest.tif", "hebtypo.jpg"],
+)
+async def test_public_sample_documents(samples: Path, client: AsyncUpstageOCR, name: str) -> None:
+    """Real public PDFs (text, two columns, LaTeX) and scans, OCRed by the emulator."""
+    data = await asyncio.to_thread((samples / name).read_bytes)
+    result = await client.ocr(data, filename=name)
+    pdf = await asyncio.to_thread(searchable_pdf, data, result, name=name)
+    await asyncio.to_thread(check_sample, data, pdf, result, name)
+
+
+def check_sample(data: bytes, pdf: bytes, result: OCRResult, name: str) -> None:
+    for page, chars in zip(result.pages, layer_chars(pdf), strict=True):
+        expected = "".join(squash(w.text) for w in page.words)
+        assert squash("".join(c for c, _ in chars)) == expected  # pdfminer: every word, in order
+    if name.endswith(".pdf"):
+        assert pdf.startswith(data)
+        for index in range(result.num_pages):
+            assert render(pdf, index, 0.5) == render(data, index, 0.5)
+        assert len(pdf) - len(data) <= 6144 * result.num_pages  # dense pages: ~8 bytes a word
