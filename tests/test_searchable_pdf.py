@@ -572,3 +572,18 @@ def check_sample(data: bytes, pdf: bytes, result: OCRResult, name: str) -> None:
         for index in range(result.num_pages):
             assert render(pdf, index, 0.5) == render(data, index, 0.5)
         assert len(pdf) - len(data) <= 6144 * result.num_pages  # dense pages: ~8 bytes a word
+
+
+def test_boxes_of_no_width_or_height_stay_searchable() -> None:
+    """The service answers some degenerate boxes; their words still reach a viewer's search."""
+    words = [
+        ("flat", [(10, 20), (60, 20), (60, 20), (10, 20)]),  # no height
+        ("thin", [(80, 10), (80, 10), (80, 30), (80, 30)]),  # no width
+        ("dot", [(100, 5), (100, 5), (100, 5), (100, 5)]),  # a point
+        ("fine", [(120, 10), (170, 10), (170, 30), (120, 30)]),
+    ]
+    result = live_answer([(200, 50, words)])
+    pdf = searchable_pdf(make_image("png", width=200, height=50), result)
+    assert in_order(["flat", "thin", "dot", "fine"], pdfium_text(pdf)[0])
+    (chars,) = layer_chars(pdf)
+    assert squash("".join(c for c, _ in chars)) == "flatthindotfine"

@@ -79,6 +79,9 @@ __all__ = ["searchable_pdf"]
 SHAPE_TOLERANCE = 0.02
 #: The resolution an image is placed at when it records none.
 DEFAULT_DPI = 72.0
+#: The least width and height (points) a word's box is given: the service answers some
+#: boxes of no width, and readers drop glyphs that small (pdfium under 0.01 pt).
+MIN_SIDE = 0.1
 #: The largest page side PDF readers take (200 inches), in points.
 MAX_SIDE = 14400.0
 _FONT_KEY = "FAioUpstageOCR"
@@ -291,11 +294,16 @@ class _Layer:
                 uy = ((p1[1] - p0[1]) + (p2[1] - p3[1])) / 2
                 vx = ((p0[0] - p3[0]) + (p1[0] - p2[0])) / 2
                 vy = ((p0[1] - p3[1]) + (p1[1] - p2[1])) / 2
-                if math.hypot(ux, uy) < 1e-3:  # a box with no width: a sliver along x
-                    ux, uy = 1e-3, 0.0
-                if math.hypot(vx, vy) < 1e-3:  # no height: one at right angles to the text
-                    length = math.hypot(ux, uy)
-                    vx, vy = -uy / length * 1e-3, ux / length * 1e-3
+                length = math.hypot(ux, uy)
+                if length < MIN_SIDE:  # a box with (almost) no width: a sliver, along x
+                    ux, uy = (
+                        (ux / length * MIN_SIDE, uy / length * MIN_SIDE)
+                        if length
+                        else (MIN_SIDE, 0.0)
+                    )
+                    length = MIN_SIDE
+                if math.hypot(vx, vy) < MIN_SIDE:  # no height: a sliver across the text
+                    vx, vy = -uy / length * MIN_SIDE, ux / length * MIN_SIDE
                 if k + 1 < len(line):
                     codes += self.codes.encode(" ")
                 matrix = " ".join(_num(v) for v in (ux / n, uy / n, vx, vy, p3[0], p3[1]))
