@@ -39,6 +39,7 @@ from ._exceptions import (
     LinkExpiredError,
     MissingAPIKeyError,
     NotFoundError,
+    PageRangeError,
     PermissionDeniedError,
     RateLimitError,
     RequestFailedError,
@@ -70,6 +71,7 @@ from ._models import (
     parse_result,
 )
 from ._outputs import searchable_pdf, write_searchable_pdf
+from ._pages import format_pages, parse_pages
 from ._poller import Progress
 
 __version__ = "0.1.0"
@@ -105,6 +107,7 @@ __all__ = [
     "NotFoundError",
     "OCRResult",
     "Page",
+    "PageRangeError",
     "PermissionDeniedError",
     "Polling",
     "Progress",
@@ -131,7 +134,9 @@ __all__ = [
     "WaitTimeoutError",
     "Word",
     "__version__",
+    "format_pages",
     "merge_batches",
+    "parse_pages",
     "parse_request_list",
     "parse_request_status",
     "parse_result",

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterable, Callable, Iterable
+from functools import partial
 from types import TracebackType
 
 import aiohttp
 import anyio
 
-from ._bulk import BulkEvent, BulkRun, Resume, SubmitHook
+from ._bulk import BulkEvent, BulkRun, KnownHook, Resume, SubmitHook
 from ._config import (
     DEFAULT_DOCUMENT_LIMITS,
     DEFAULT_LIMITS,
@@ -42,8 +43,9 @@ from ._config import (
     resolve_base_url,
 )
 from ._engine import Engine
-from ._exceptions import WaitTimeoutError
+from ._exceptions import TooManyPagesError, WaitTimeoutError
 from ._models import OCRResult, RequestStatus, RequestSummary
+from ._pages import parse_pages
 from ._poller import ProgressHook
 from ._preflight import Document, Mode
 from ._ratelimit import Pacer
@@ -147,19 +149,34 @@ class AsyncUpstageOCR:
         mode: Mode = "auto",
         filename: str | None = None,
         schema: str | None = None,
+        pages: str | Iterable[int] | None = None,
     ) -> OCRResult:
         """OCR one document: a path, bytes (name it with `filename`) or a binary file object.
 
         `mode="auto"` sends up to `DocumentLimits.sync_max_pages` pages to the sync
         endpoint and up to `async_max_pages` to the async one (submit, wait,
-        merge); more is refused before uploading. In auto mode a sync call that
+        merge). A PDF or TIFF over `async_max_pages` (in sync mode,
+        `sync_max_pages`) or `max_bytes` is cut into parts under both, each its
+        own request, and their results joined into one; any other document over
+        a limit is refused before uploading. `pages` (`"1-10,20,30-"`, or page
+        numbers from 1) sends only those pages, so only they are billed; the
+        result's `source_pages` says which page of the original each one is,
+        and pages the document does not have raise `PageRangeError` before any
+        upload. In auto mode a sync call that
         times out (the service's 504 or `Timeouts.sync_ocr`) goes again, once,
         through the async endpoint. `"sync"` and `"async"` force an endpoint.
         `schema` (`"clova"`, `"google"`) is sent as the service's `schema` field;
         the vendor formats it asks for are not the shapes `OCRResult` reads, so
         such a call raises `ResponseValidationError`, whose `body` holds them.
         """
-        prepared = await self._engine.prepare(document, filename=filename, mode=mode)
+        ranges = None if pages is None else parse_pages(pages)
+        prepared = await self._engine.prepare(document, filename=filename, mode=mode, pages=ranges)
+        if prepared.parts:
+            return await self._engine.run_parts(
+                prepared,
+                send=partial(self._engine.send, mode=mode, schema=schema),
+                wait=self._engine.wait,
+            )
         sent = await self._engine.send(prepared, mode=mode, schema=schema)
         if sent.result is not None:
             return sent.result
@@ -191,6 +208,13 @@ class AsyncUpstageOCR:
         process using the same key in that window can still make it ambiguous.
         """
         prepared = await self._engine.prepare(document, filename=filename, mode="async")
+        if prepared.parts:
+            raise TooManyPagesError(
+                prepared.name,
+                f"{prepared.pages} pages and {prepared.size} bytes do not fit one request "
+                f"(DocumentLimits: {self.document_limits.async_max_pages} pages, "
+                f"{self.document_limits.max_bytes} bytes); ocr() cuts it into parts",
+            )
         return await self._engine.submit(prepared, schema=schema)
 
     def ocr_many(
@@ -204,6 +228,8 @@ class AsyncUpstageOCR:
         on_event: Callable[[BulkEvent], None] | None = None,
         before_submit: SubmitHook | None = None,
         after_submit: SubmitHook | None = None,
+        known_part: KnownHook | None = None,
+        pages: str | Iterable[int] | None = None,
     ) -> BulkRun:
         """OCR many documents at once; an async iterator of `BulkItem` as each finishes.
 
@@ -214,8 +240,9 @@ class AsyncUpstageOCR:
 
         One bad document never stops the others: each item carries a `result`
         or an `error`. A failure that would hit every document alike (a refused
-        key, no credit) ends the run early with that one error. See `BulkRun`
-        for the stages, the hooks and `open_requests`.
+        key, no credit) ends the run early with that one error. `pages` and
+        cutting into parts work as in `ocr`. See `BulkRun` for the stages, the
+        hooks and `open_requests`.
         """
         return BulkRun(
             self._engine,
@@ -228,6 +255,8 @@ class AsyncUpstageOCR:
             on_event=on_event,
             before_submit=before_submit,
             after_submit=after_submit,
+            known_part=known_part,
+            pages=None if pages is None else parse_pages(pages),
         )
 
     async def get_request(self, request_id: str) -> RequestStatus:

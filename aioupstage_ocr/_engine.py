@@ -12,6 +12,10 @@ result = sent.result or await engine.wait(sent.request_id)
 once. Hooks come with each call (`before_send`, `on_retry`), as urllib3 takes
 `retries=` per request: two runs on one client never share a slot.
 
+A document cut into parts (only some pages wanted, or over a limit: see
+`_pages`) goes through `Engine.run_parts`: each part sent by the same path,
+waited for, and the results joined into one.
+
 Every async submit goes through the `SubmitLedger`, which keeps one document
 from being paid twice when a submit fails after its upload (see
 `AsyncUpstageOCR.submit` for the rule, `_reconcile` for the matching).
@@ -54,18 +58,36 @@ from ._models import (
     parse_request_status,
     parse_result,
 )
+from ._pages import PageRanges, join_parts, page_list
 from ._poller import PollScheduler, ProgressHook
 from ._preflight import Document, Mode, PreparedDocument, prepare
 from ._retry import is_retryable
 from ._transport import RetryHook, Transport
 
-__all__ = ["BeforeSend", "Engine", "Sent", "SubmitLedger", "sync_timed_out"]
+__all__ = [
+    "BeforeSend",
+    "Engine",
+    "KnownRequest",
+    "PartSend",
+    "PartWait",
+    "Sent",
+    "SubmitLedger",
+    "sync_timed_out",
+]
 
 logger = logging.getLogger("aioupstage_ocr")
 
 #: Awaited with the document right before it is sent (again with route "async"
 #: when a sync time-out goes async); what it raises stops the send.
 BeforeSend = Callable[[PreparedDocument], Awaitable[None]]
+
+
+#: How `run_parts` sends one part (`Engine.send`, or a bulk run's sender with its hooks).
+PartSend = Callable[[PreparedDocument], Awaitable["Sent"]]
+#: How `run_parts` waits for one part's async request.
+PartWait = Callable[[str], Awaitable[OCRResult]]
+#: A part's request id from an earlier run (a resume journal), or None to send it.
+KnownRequest = Callable[[PreparedDocument], Awaitable[str | None]]
 
 
 def sync_timed_out(exc: BaseException) -> bool:
@@ -110,11 +132,73 @@ class Engine:
         self.ledger = SubmitLedger(transport)
 
     async def prepare(
-        self, document: Document, *, filename: str | None = None, mode: Mode = "auto"
+        self,
+        document: Document,
+        *,
+        filename: str | None = None,
+        mode: Mode = "auto",
+        pages: PageRanges | None = None,
     ) -> PreparedDocument:
         """Preflight off the event loop: a `PreparedDocument` or a `DocumentError`."""
         return await anyio.to_thread.run_sync(
-            partial(prepare, document, filename=filename, mode=mode, limits=self.document_limits)
+            partial(
+                prepare,
+                document,
+                filename=filename,
+                mode=mode,
+                limits=self.document_limits,
+                pages=pages,
+            )
+        )
+
+    async def run_parts(
+        self,
+        document: PreparedDocument,
+        *,
+        send: PartSend,
+        wait: PartWait,
+        known: KnownRequest | None = None,
+    ) -> OCRResult:
+        """Send each of `document.parts` (`send`), wait for those that went async, join them.
+
+        Parts go at once (the transport's limits pace them). A part `known`
+        gives a request id for is waited for, never sent again. Every part is
+        seen to its end, so none that was paid for is dropped; then the first
+        part's error, by page order, is raised, noting the pages missing.
+        """
+        parts = document.parts
+        results: list[OCRResult | None] = [None] * len(parts)
+        errors: dict[int, Exception] = {}
+
+        async def one(index: int, part: PreparedDocument) -> None:
+            try:
+                request_id = await known(part) if known is not None else None
+                if request_id is None:
+                    sent = await send(part)
+                    if sent.result is not None:
+                        results[index] = sent.result
+                        return
+                    request_id = sent.request_id
+                    assert request_id is not None
+                results[index] = await wait(request_id)
+            except Exception as exc:  # noqa: BLE001 - each part's failure is told below
+                errors[index] = exc
+
+        async with anyio.create_task_group() as group:
+            for index, part in enumerate(parts):
+                group.start_soon(one, index, part)
+        if errors:
+            first = errors[min(errors)]
+            missing = [p for i in sorted(errors) for p in parts[i].source_pages or ()]
+            first.add_note(
+                f"{document.name}: pages {page_list(missing)} (of the {document.pages} sent) "
+                "did not come back"
+            )
+            raise first
+        done = [result for result in results if result is not None]
+        return join_parts(
+            document.name,
+            [(part.source_pages or (), result) for part, result in zip(parts, done, strict=True)],
         )
 
     async def send(

@@ -11,6 +11,7 @@ UpstageOCRError
 │   ├── UnsupportedFormatError         not a format the service takes (by magic bytes)
 │   ├── TooManyPagesError              over the page limit of the chosen endpoint
 │   ├── TooManyPixelsError             a page over the pixel limit
+│   ├── PageRangeError                 pages asked for that the document does not have
 │   ├── UnreadableDocumentError        corrupt, or password-protected
 │   └── ResultMismatchError            a result whose pages do not fit the document (outputs)
 ├── APIError                           talking to the service went wrong
@@ -62,6 +63,7 @@ __all__ = [
     "LinkExpiredError",
     "MissingAPIKeyError",
     "NotFoundError",
+    "PageRangeError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestFailedError",
@@ -137,6 +139,10 @@ class TooManyPagesError(DocumentError):
 
 class TooManyPixelsError(DocumentError):
     """A page has more pixels than the service takes."""
+
+
+class PageRangeError(DocumentError):
+    """Pages asked for (`pages=`, `--pages`) that the document does not have, or cannot give."""
 
 
 class UnreadableDocumentError(DocumentError):

@@ -271,6 +271,19 @@ class OCRResult:
         return len(self.pages)
 
     @property
+    def source_pages(self) -> tuple[int, ...] | None:
+        """Which page of the original document (from 1) each page is, when not all were sent.
+
+        Read from the `sourcePages` list this package adds to `raw` when only
+        some pages were asked for (`pages=`) or the document went in parts, so
+        it survives `save` and `load`. None for a document sent whole.
+        """
+        found = self.raw.get("sourcePages")
+        if type(found) is list and all(type(p) is int for p in found):
+            return tuple(found)
+        return None
+
+    @property
     def billed_pages(self) -> int | None:
         """The pages billed: `numBilledPages` (live shape) or `usage.pages` (seed shape).
 

@@ -21,12 +21,14 @@ from ._exceptions import (
     DocumentNotFoundError,
     DocumentTooLargeError,
     EmptyDocumentError,
+    PageRangeError,
     TooManyPagesError,
     TooManyPixelsError,
     UnreadableDocumentError,
     UnsupportedFormatError,
 )
 from ._formats import Format, detect_format, inspect_document
+from ._pages import CUTTABLE, Cut, PageRanges, page_list, plan_cuts, select_pages
 from ._storage import RemoteDocument, is_url, open_document
 
 __all__ = [
@@ -82,7 +84,14 @@ class PreparedDocument:
       never closed).
     - `upload_name`: the filename sent; its extension matches the real format.
     - `pages` / `max_pixels`: None where they cannot be told without rendering.
-    - `route`: the endpoint it goes to, `"sync"` or `"async"`.
+    - `route`: the endpoint it goes to, `"sync"` or `"async"` (for a document
+      sent in `parts`, "async" when any part goes async).
+    - `parts`: when not empty, the document is not uploaded itself: these are
+      sent instead, each its own request (only the pages asked for, or a
+      document over a limit cut under it; see `_pages`), and their results
+      merged. `pages` is then the pages they hold together, and
+      `document_pages` the document's own count.
+    - `source_pages`: on a part, the pages of the original it holds (from 1).
     """
 
     name: str
@@ -94,6 +103,9 @@ class PreparedDocument:
     sha256: str
     route: Route
     upload_name: str
+    parts: tuple[PreparedDocument, ...] = ()
+    source_pages: tuple[int, ...] | None = None
+    document_pages: int | None = None
 
     @property
     def content_type(self) -> str:
@@ -239,20 +251,29 @@ def prepare(
     filename: str | None = None,
     mode: Mode = "auto",
     limits: DocumentLimits = DEFAULT_DOCUMENT_LIMITS,
+    pages: PageRanges | None = None,
 ) -> PreparedDocument:
     """Check `document` against `limits` and choose its route (blocking).
 
     `filename` names bytes and file objects (and overrides a path's name in
-    the upload). Raises a `DocumentError` subclass for what the service would
-    refuse; `TypeError` for something that is not a document at all.
+    the upload). `pages` (from `parse_pages`) keeps only those pages. A PDF or
+    TIFF over `limits` (pages, bytes), or with `pages` given, is cut into
+    `parts`. Raises a `DocumentError` subclass for what the service would
+    refuse (`PageRangeError` for pages it does not have); `TypeError` for
+    something that is not a document at all.
     """
     if isinstance(document, (bytes, bytearray, memoryview)):
         return _prepare_bytes(
-            bytes(document), name=filename or "<bytes>", upload=filename, mode=mode, limits=limits
+            bytes(document),
+            name=filename or "<bytes>",
+            upload=filename,
+            mode=mode,
+            limits=limits,
+            pages=pages,
         )
     if is_url(document):
         assert isinstance(document, str)
-        return _prepare_url(document, filename, mode, limits)
+        return _prepare_url(document, filename, mode, limits, pages)
     if isinstance(document, (str, os.PathLike)):
         path = Path(document)
         name = os.fspath(document)
@@ -264,7 +285,7 @@ def prepare(
             raise DocumentNotFoundError(name, "is a folder, not a file")
         if not stat.S_ISREG(info.st_mode):
             raise DocumentNotFoundError(name, "is not a regular file")
-        _check_size(name, info.st_size, limits)
+        _check_empty(name, info.st_size)
         try:
             handle = path.open("rb")
         except OSError as exc:
@@ -278,23 +299,31 @@ def prepare(
                 size=info.st_size,
                 mode=mode,
                 limits=limits,
+                pages=pages,
             )
     if hasattr(document, "read"):
-        return _prepare_file_object(document, filename, mode, limits)
+        return _prepare_file_object(document, filename, mode, limits, pages)
     raise TypeError(
         f"a document is a path, bytes or a binary file object, not {type(document).__name__}"
     )
 
 
 def _prepare_url(
-    url: str, filename: str | None, mode: Mode, limits: DocumentLimits
+    url: str,
+    filename: str | None,
+    mode: Mode,
+    limits: DocumentLimits,
+    pages: PageRanges | None = None,
 ) -> PreparedDocument:
-    """An object-storage URL: judged from a ranged read, uploaded from the store."""
+    """An object-storage URL: judged from a ranged read, uploaded from the store.
+
+    One over `max_bytes` is refused (it is not read whole to be cut).
+    """
     body = open_document(url, small=SMALL_UPLOAD)
     name = RemoteDocument(url).name
     upload = filename or name.rstrip("/").rpartition("/")[2]
     if isinstance(body, bytes):
-        return _prepare_bytes(body, name=name, upload=upload, mode=mode, limits=limits)
+        return _prepare_bytes(body, name=name, upload=upload, mode=mode, limits=limits, pages=pages)
     with body:
         size = body.seek(0, io.SEEK_END)
         body.seek(0)
@@ -307,11 +336,16 @@ def _prepare_url(
             size=size,
             mode=mode,
             limits=limits,
+            pages=pages,
         )
 
 
 def _prepare_file_object(
-    stream: IO[bytes], filename: str | None, mode: Mode, limits: DocumentLimits
+    stream: IO[bytes],
+    filename: str | None,
+    mode: Mode,
+    limits: DocumentLimits,
+    pages: PageRanges | None,
 ) -> PreparedDocument:
     own_name = getattr(stream, "name", None)
     name = filename or (own_name if isinstance(own_name, str) else "<stream>")
@@ -328,21 +362,33 @@ def _prepare_file_object(
         data = stream.read(limits.max_bytes + 1)
         if not isinstance(data, bytes):
             raise TypeError(f"{name}: the file object must be opened in binary mode")
-        return _prepare_bytes(data, name=name, upload=upload, mode=mode, limits=limits)
+        _check_size(name, len(data), limits)  # what is past the limit was never read
+        return _prepare_bytes(data, name=name, upload=upload, mode=mode, limits=limits, pages=pages)
     try:
         size = stream.seek(0, io.SEEK_END)
         stream.seek(0)
     except (OSError, ValueError) as exc:
         raise DocumentNotFoundError(name, f"cannot be read ({exc})") from exc
-    _check_size(name, size, limits)
+    _check_empty(name, size)
     return _prepare_stream(
-        stream, source=stream, name=name, upload=upload, size=size, mode=mode, limits=limits
+        stream,
+        source=stream,
+        name=name,
+        upload=upload,
+        size=size,
+        mode=mode,
+        limits=limits,
+        pages=pages,
     )
 
 
-def _check_size(name: str, size: int, limits: DocumentLimits) -> None:
+def _check_empty(name: str, size: int) -> None:
     if size == 0:
         raise EmptyDocumentError(name, "the file is empty (0 bytes)")
+
+
+def _check_size(name: str, size: int, limits: DocumentLimits) -> None:
+    _check_empty(name, size)
     if size > limits.max_bytes:
         raise DocumentTooLargeError(
             name,
@@ -356,7 +402,13 @@ def _megabytes(size: int) -> str:
 
 
 def _prepare_bytes(
-    data: bytes, *, name: str, upload: str | None, mode: Mode, limits: DocumentLimits
+    data: bytes,
+    *,
+    name: str,
+    upload: str | None,
+    mode: Mode,
+    limits: DocumentLimits,
+    pages: PageRanges | None = None,
 ) -> PreparedDocument:
     """A document already in memory; it is its own upload body."""
     return _prepare_stream(
@@ -367,6 +419,7 @@ def _prepare_bytes(
         size=len(data),
         mode=mode,
         limits=limits,
+        pages=pages,
     )
 
 
@@ -379,12 +432,16 @@ def _prepare_stream(
     size: int,
     mode: Mode,
     limits: DocumentLimits,
+    pages: PageRanges | None = None,
 ) -> PreparedDocument:
-    _check_size(name, size, limits)
+    _check_empty(name, size)
     try:
         fmt = detect_format(stream)
     except OSError as exc:
         raise DocumentNotFoundError(name, _os_reason(exc)) from exc
+    oversize = size > limits.max_bytes
+    if oversize and fmt not in CUTTABLE:
+        _check_size(name, size, limits)  # over the limit, and no part can be cut from it
     if fmt is None:
         stream.seek(0)
         raise UnsupportedFormatError(name, _unsupported_reason(name))
@@ -395,17 +452,67 @@ def _prepare_stream(
             f"a page has {inspection.max_pixels:,} pixels; the service takes at most "
             f"{limits.max_pixels_per_page:,} per page",
         )
-    route = choose_route(name, inspection.pages, mode, limits)
-    return PreparedDocument(
+    total = inspection.pages
+    page_limit = limits.sync_max_pages if mode == "sync" else limits.async_max_pages
+    cuts: list[Cut] | None = None
+    wanted: tuple[int, ...] | None = None
+    if pages is not None or oversize or (total is not None and total > page_limit):
+        if total is None:
+            raise PageRangeError(
+                name,
+                f"its page count cannot be told before upload ({fmt.name}): pages cannot be chosen",
+            )
+        wanted = select_pages(pages, total, name) if pages is not None else None
+        cuts = plan_cuts(
+            stream,
+            fmt,
+            name,
+            wanted or tuple(range(1, total + 1)),
+            total=total,
+            size=size,
+            max_pages=page_limit,
+            max_bytes=limits.max_bytes,
+        )
+    whole = PreparedDocument(
         name=name,
         source=source,
         size=size,
         format=fmt,
-        pages=inspection.pages,
+        pages=total,
         max_pixels=inspection.max_pixels,
         sha256=_sha256(stream),
-        route=route,
+        route=choose_route(name, total, mode, limits) if cuts is None else "async",
         upload_name=_upload_name(upload, fmt),
+        document_pages=total,
+    )
+    if cuts is None:
+        if wanted is None:
+            return whole
+        # Every page asked for, and it fits: sent as it is, its pages still labelled.
+        return replace(whole, parts=(replace(whole, source_pages=wanted),))
+    parts = tuple(_part(whole, cut, mode, limits) for cut in cuts)
+    return replace(
+        whole,
+        pages=sum(len(cut.pages) for cut in cuts),
+        route="async" if any(part.route == "async" for part in parts) else "sync",
+        parts=parts,
+    )
+
+
+def _part(
+    whole: PreparedDocument, cut: Cut, mode: Mode, limits: DocumentLimits
+) -> PreparedDocument:
+    """One part cut from `whole`: its own bytes, hash and route."""
+    name = f"{whole.name} (pages {page_list(cut.pages)})"
+    return replace(
+        whole,
+        name=name,
+        source=cut.data,
+        size=len(cut.data),
+        pages=len(cut.pages),
+        sha256=hashlib.sha256(cut.data).hexdigest(),
+        route=choose_route(name, len(cut.pages), mode, limits),
+        source_pages=cut.pages,
     )
 
 

@@ -96,7 +96,7 @@ async def test_both_response_shapes_parse_alike(
 
 
 async def test_auto_routes_by_page_count(upstage_emulator: UpstageEmulator, api_key: str) -> None:
-    """Auto: up to `sync_max_pages` sync, more async; over `async_max_pages` never uploaded."""
+    """Auto: up to `sync_max_pages` sync, more async; over `async_max_pages` cut into parts."""
     from aioupstage_ocr import DocumentLimits
 
     small = DocumentLimits(sync_max_pages=3, async_max_pages=8)
@@ -106,13 +106,16 @@ async def test_auto_routes_by_page_count(upstage_emulator: UpstageEmulator, api_
         three, five, nine = make_pdf(3), make_pdf(5), make_pdf(9)
         assert (await client.ocr(three, filename="3.pdf")).num_pages == 3
         assert (await client.ocr(five, filename="5.pdf")).num_pages == 5
+        whole = await client.ocr(nine, filename="9.pdf")  # cut in two parts, 5 and 4 pages
+        assert whole.num_pages == 9
+        assert whole.source_pages == tuple(range(1, 10))
         with pytest.raises(TooManyPagesError, match="9 pages"):
-            await client.ocr(nine, filename="9.pdf")
+            await client.submit(nine, filename="9.pdf")  # one request cannot hold it
     stats = upstage_emulator.stats
     assert stats.sync_submissions[sha(three)] == 1
     assert stats.async_submissions[sha(five)] == 1
     assert stats.submissions(sha(nine)) == 0
-    assert stats.uploads == 2
+    assert stats.uploads == 4
 
 
 async def test_default_limit_101_pages_goes_async(

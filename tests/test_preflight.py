@@ -187,17 +187,27 @@ def test_corrupt_and_password_pdf(tmp_path: Path, samples: Path) -> None:
 
 
 def test_page_limits_and_routes() -> None:
-    """Auto routes by page count; sync refuses past its limit; nothing goes past async's."""
+    """Auto routes by page count; past a limit a PDF is cut into parts under it."""
     four = make_pdf(4)
     assert prepare(make_pdf(2), limits=SMALL).route == "sync"
     assert prepare(four, limits=SMALL).route == "async"
     assert prepare(make_pdf(1), mode="async", limits=SMALL).route == "async"
-    with pytest.raises(TooManyPagesError, match="4 pages; the sync endpoint takes at most 2"):
-        prepare(four, mode="sync", limits=SMALL, filename="four.pdf")
-    with pytest.raises(TooManyPagesError, match="6 pages; the service takes at most 5"):
-        prepare(make_pdf(6), limits=SMALL)
+    assert not prepare(four, limits=SMALL).parts
+    # Sync mode: parts of at most sync_max_pages, each sent sync.
+    forced = prepare(four, mode="sync", limits=SMALL, filename="four.pdf")
+    routes = [(p.source_pages, p.route) for p in forced.parts]
+    assert routes == [((1, 2), "sync"), ((3, 4), "sync")]
+    assert forced.route == "sync"
+    assert forced.pages == 4
+    # Over async_max_pages: even parts, each its own async request.
+    six = prepare(make_pdf(6), limits=SMALL)
+    assert [p.source_pages for p in six.parts] == [(1, 2, 3), (4, 5, 6)]
+    assert {p.route for p in six.parts} == {"async"}
+    assert six.sha256 == hashlib.sha256(make_pdf(6)).hexdigest()  # the document's own hash
+    assert all(p.sha256 == hashlib.sha256(p.source).hexdigest() for p in six.parts)  # type: ignore[arg-type]
+    # A format that cannot be cut is still refused past a limit.
     with pytest.raises(TooManyPagesError):
-        prepare(make_pdf(6), mode="async", limits=SMALL)
+        choose_route("a.docx", 6, "auto", SMALL)
 
 
 def test_default_routes() -> None:

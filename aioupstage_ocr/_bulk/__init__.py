@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from ._events import BulkEvent, BulkStats, EventKind
 from ._run import DEFAULT_MAX_PENDING, BulkRun, RunState
-from ._types import BulkItem, Resume, Submission, SubmitHook
+from ._types import BulkItem, KnownHook, Resume, Submission, SubmitHook
 
 __all__ = [
     "DEFAULT_MAX_PENDING",
@@ -66,6 +66,7 @@ __all__ = [
     "BulkRun",
     "BulkStats",
     "EventKind",
+    "KnownHook",
     "Resume",
     "RunState",
     "Submission",

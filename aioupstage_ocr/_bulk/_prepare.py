@@ -8,6 +8,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._config import DocumentLimits
+from .._pages import PageRanges
 from .._preflight import Mode, PreparedDocument, prepare
 from ._jobs import Job
 
@@ -30,7 +31,7 @@ def next_batch(first: Job, jobs: MemoryObjectReceiveStream[Job]) -> list[Job]:
 
 
 def prepare_all(
-    batch: list[Job], mode: Mode, limits: DocumentLimits
+    batch: list[Job], mode: Mode, limits: DocumentLimits, pages: PageRanges | None = None
 ) -> list[PreparedDocument | Exception]:
     """`prepare` each document, or its error (blocking: runs in a worker thread)."""
     outcomes: list[PreparedDocument | Exception] = []
@@ -41,7 +42,13 @@ def prepare_all(
         )
         try:
             outcomes.append(
-                prepare(source, filename=None if named else job.name, mode=mode, limits=limits)
+                prepare(
+                    source,
+                    filename=None if named else job.name,
+                    mode=mode,
+                    limits=limits,
+                    pages=pages,
+                )
             )
         except Exception as exc:  # noqa: BLE001 - each document's error is its own item
             outcomes.append(exc)

@@ -27,6 +27,7 @@ from .._exceptions import (
     UpstageOCRError,
 )
 from .._models import OCRResult
+from .._pages import PageRanges
 from .._poller import PollScheduler, Progress
 from .._preflight import Document, Mode, PreparedDocument
 from ._counters import Counters
@@ -38,7 +39,7 @@ from ._jobs import Job, RunStopped, single
 from ._outbox import Outbox
 from ._prepare import BATCH, next_batch, prepare_all
 from ._send import Sender
-from ._types import BulkItem, Resume, SubmitHook, name_of
+from ._types import BulkItem, KnownHook, Resume, SubmitHook, name_of
 from ._window import AdmissionWindow
 
 __all__ = ["DEFAULT_MAX_PENDING", "BulkRun", "RunState"]
@@ -80,10 +81,13 @@ class BulkRun:
       loop, all stages and the reorder buffer included (default 256).
     - `on_event`: called with each `BulkEvent`, synchronously (keep it cheap;
       an error in it is logged, not raised).
-    - `before_submit`: awaited with a `Submission` right before each document is
-      sent; `after_submit` once an async request id is known. A hook that
-      raises stops the run with its error (a journal that cannot record a
-      request must not let it be sent).
+    - `pages`: only these pages of each document are sent (`parse_pages`).
+    - `before_submit`: awaited with a `Submission` right before each document
+      (or part of one) is sent; `after_submit` once an async request id is
+      known; `known_part` before each part of a document cut into parts: a
+      request id it gives is waited for instead of sending the part. A hook
+      that raises stops the run with its error (a journal that cannot record
+      a request must not let it be sent).
     - `owner`: a set the run is in while it goes (the client's, so that
       `AsyncUpstageOCR.aclose` stops it).
 
@@ -107,6 +111,8 @@ class BulkRun:
         on_event: Callable[[BulkEvent], None] | None = None,
         before_submit: SubmitHook | None = None,
         after_submit: SubmitHook | None = None,
+        known_part: KnownHook | None = None,
+        pages: PageRanges | None = None,
     ) -> None:
         if isinstance(documents, str | bytes | bytearray | memoryview | os.PathLike) or not (
             isinstance(documents, Iterable | AsyncIterable)
@@ -123,6 +129,7 @@ class BulkRun:
         self._owner = owner
         self._documents = documents
         self._mode: Mode = mode
+        self._pages = pages
         pending = max_pending or DEFAULT_MAX_PENDING
         self._workers = engine.limits.max_open_documents
         # Preflight tasks; each takes whatever is queued, up to a batch.
@@ -141,6 +148,7 @@ class BulkRun:
             after_submit=after_submit,
             fatal=self._is_fatal,
             accepted=self._accepted,
+            known_part=known_part,
         )
         self._state = RunState.NEW
         self._started_at: float | None = None
@@ -374,7 +382,7 @@ class BulkRun:
                     job.started_at = now
                     job.name = name_of(job.source, job.index)
                 outcomes = await anyio.to_thread.run_sync(
-                    prepare_all, batch, self._mode, self._engine.document_limits
+                    prepare_all, batch, self._mode, self._engine.document_limits, self._pages
                 )
                 for job, outcome in zip(batch, outcomes, strict=True):
                     if not isinstance(outcome, PreparedDocument):
@@ -405,6 +413,16 @@ class BulkRun:
                     self._failed(job, exc)
 
     async def _submit(self, job: Job, prepared: PreparedDocument) -> None:
+        if prepared.parts:  # its parts are sent and waited for here, in this worker
+            assert self._scheduler is not None
+            result = await self._engine.run_parts(
+                prepared,
+                send=partial(self._sender.send, job),
+                wait=self._scheduler.track,
+                known=partial(self._sender.known, job),
+            )
+            self._finish(job, result=result)
+            return
         sent = await self._sender.send(job, prepared)
         if sent.result is not None:
             self._finish(job, result=sent.result)

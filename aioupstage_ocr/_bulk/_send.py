@@ -11,7 +11,7 @@ from ._counters import Counters
 from ._events import BulkEvent
 from ._gate import KeyGate
 from ._jobs import Job, RunStopped
-from ._types import Submission, SubmitHook
+from ._types import KnownHook, Submission, SubmitHook
 
 __all__ = ["Sender"]
 
@@ -22,7 +22,9 @@ class Sender:
     `before_submit` is awaited right before each send (again when a sync
     time-out goes async), `after_submit` once an async request id is known;
     what they raise stops the run (`RunStopped`); `accepted` hears of each
-    async request before `after_submit` runs (it is paid for). The `KeyGate` holds every
+    async request of a whole document before `after_submit` runs (it is paid
+    for); `known_part` may give a part's request id from an earlier run
+    (`known`). The `KeyGate` holds every
     document but the first until one answer shows the key works; an error
     `fatal` says would hit them all keeps it shut.
     """
@@ -35,6 +37,7 @@ class Sender:
         "_engine",
         "_fatal",
         "_gate",
+        "_known",
         "_mode",
         "_schema",
     )
@@ -50,6 +53,7 @@ class Sender:
         after_submit: SubmitHook | None,
         fatal: Callable[[BaseException], bool],
         accepted: Callable[[Job], None],
+        known_part: KnownHook | None = None,
     ) -> None:
         self._engine = engine
         self._counters = counters
@@ -59,6 +63,7 @@ class Sender:
         self._after = after_submit
         self._fatal = fatal
         self._accepted = accepted
+        self._known = known_part
         self._gate = KeyGate()
 
     async def send(self, job: Job, prepared: PreparedDocument) -> Sent:
@@ -88,8 +93,9 @@ class Sender:
             raise
         self._gate.open(probe)
         if sent.request_id is not None:
-            job.request_id = sent.request_id
-            self._accepted(job)
+            if prepared.source_pages is None:  # a part's request is not the document's
+                job.request_id = sent.request_id
+                self._accepted(job)
             counters.stats.submitted_async += 1
             await self._hook(self._after, job, sent.document, sent.request_id)
             if counters.hook is not None:
@@ -104,6 +110,33 @@ class Sender:
                 )
         return sent
 
+    async def known(self, job: Job, part: PreparedDocument) -> str | None:
+        """The request id `known_part` gives for one part of `job`'s document, or None."""
+        if self._known is None:
+            return None
+        try:
+            return await self._known(self._submission(job, part, None))
+        except Exception as exc:  # noqa: BLE001 - whatever the hook raised stops the run
+            exc.add_note(f"the known_part hook failed for {part.name}")
+            raise RunStopped(exc) from None
+
+    def _submission(
+        self, job: Job, prepared: PreparedDocument, request_id: str | None
+    ) -> Submission:
+        part = prepared.source_pages is not None
+        return Submission(
+            source=job.source,
+            index=job.index,
+            name=job.name if part else prepared.name,
+            sha256=job.sha256 if part and job.sha256 else prepared.sha256,
+            size=prepared.size,
+            pages=prepared.pages,
+            route=prepared.route,
+            request_id=request_id,
+            part_sha256=prepared.sha256 if part else None,
+            source_pages=prepared.source_pages,
+        )
+
     async def _hook(
         self,
         hook: SubmitHook | None,
@@ -113,18 +146,8 @@ class Sender:
     ) -> None:
         if hook is None:
             return
-        submission = Submission(
-            source=job.source,
-            index=job.index,
-            name=prepared.name,
-            sha256=prepared.sha256,
-            size=prepared.size,
-            pages=prepared.pages,
-            route=prepared.route,
-            request_id=request_id,
-        )
         try:
-            await hook(submission)
+            await hook(self._submission(job, prepared, request_id))
         except Exception as exc:  # noqa: BLE001 - whatever the hook raised stops the run
             which = "before_submit" if request_id is None else "after_submit"
             exc.add_note(f"the {which} hook failed for {prepared.name}")

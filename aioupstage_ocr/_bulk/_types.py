@@ -12,7 +12,7 @@ from .._exceptions import UpstageOCRError
 from .._models import OCRResult
 from .._preflight import Document, Route
 
-__all__ = ["BulkItem", "Resume", "Submission", "SubmitHook", "name_of", "shown"]
+__all__ = ["BulkItem", "KnownHook", "Resume", "Submission", "SubmitHook", "name_of", "shown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,10 @@ class Submission:
     """A document about to be sent (`request_id` None) or just accepted, for journal hooks.
 
     `name` is how messages name it (the path as given); `route` the endpoint.
+    For one part of a document cut into parts (see `AsyncUpstageOCR.ocr`),
+    `part_sha256` is the part's own content hash and `source_pages` its pages
+    of the original (from 1); `sha256` and `name` stay the document's, `size`,
+    `pages` and `route` are the part's.
     """
 
     source: Document
@@ -46,10 +50,14 @@ class Submission:
     pages: int | None
     route: Route
     request_id: str | None = None
+    part_sha256: str | None = None
+    source_pages: tuple[int, ...] | None = None
 
 
 #: `before_submit` and `after_submit`: awaited in the document's own worker.
 SubmitHook: TypeAlias = Callable[[Submission], Awaitable[None]]
+#: `known_part`: a part's request id from an earlier run (waited for, not sent), or None.
+KnownHook: TypeAlias = Callable[[Submission], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -45,16 +45,21 @@ def _wrap(text: str) -> list[str]:
     return lines
 
 
-def make_pdf(pages: int | Sequence[str], *, width: int = 612, height: int = 792) -> bytes:
+def make_pdf(
+    pages: int | Sequence[str], *, width: int = 612, height: int = 792, image_bytes: int = 0
+) -> bytes:
     """A PDF of `pages` pages (or one page per given text) with a real text layer.
 
-    With a count, page n reads `page_text(n)`.
+    With a count, page n reads `page_text(n)`. `image_bytes` gives each page an
+    image of that many seeded random (incompressible) bytes, drawn in a corner:
+    a scan-sized file whose text still reads back.
     """
     texts = [page_text(n) for n in range(1, pages + 1)] if isinstance(pages, int) else list(pages)
     if not texts:
         raise ValueError("a PDF needs at least one page")
     count = len(texts)
-    # Object numbers: 1 catalog, 2 pages, 3 font, then (page, content) pairs.
+    # Object numbers: 1 catalog, 2 pages, 3 font, then (page, content) pairs,
+    # then one image per page when asked for.
     objects: dict[int, bytes] = {
         1: b"<< /Type /Catalog /Pages 2 0 R >>",
         3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
@@ -70,12 +75,25 @@ def make_pdf(pages: int | Sequence[str], *, width: int = 612, height: int = 792)
                 ops.append(b"T*")
             ops.append(b"(" + _escape(line) + b") Tj")
         ops.append(b"ET")
+        images = b""
+        if image_bytes:
+            image_obj = 4 + 2 * count + index
+            pixels = random.Random(index).randbytes(image_bytes)
+            objects[image_obj] = (
+                b"<< /Type /XObject /Subtype /Image /Width %d /Height 1 " % image_bytes
+                + b"/ColorSpace /DeviceGray /BitsPerComponent 8 /Length %d >>\n" % image_bytes
+                + b"stream\n"
+                + pixels
+                + b"\nendstream"
+            )
+            ops.append(b"q 72 0 0 8 0 0 cm /Im1 Do Q")
+            images = b" /XObject << /Im1 %d 0 R >>" % image_obj
         stream = b"\n".join(ops)
         objects[content_obj] = b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
-        objects[page_obj] = (
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] " % (width, height)
-            + b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % content_obj
-        )
+        objects[page_obj] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] " % (
+            width,
+            height,
+        ) + b"/Resources << /Font << /F1 3 0 R >>%s >> /Contents %d 0 R >>" % (images, content_obj)
     objects[2] = b"<< /Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d >>" % count
 
     out = io.BytesIO()

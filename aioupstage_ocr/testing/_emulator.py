@@ -736,6 +736,7 @@ class UpstageEmulator:
                     schema=form.schema,
                 )
             )
+        self.stats.pages_billed += recording.pages if recording is not None else len(content.pages)
         if self._drops("sync", sha, attempt):
             return self._drop(request)
         return web.Response(body=body, content_type=_JSON)

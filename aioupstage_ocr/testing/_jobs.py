@@ -264,6 +264,7 @@ class BatchScheduler:
     def _finish(self, request: AsyncRequest, batch: Batch, failure: str | None) -> None:
         if failure is None:
             batch.status = "completed"
+            self._stats.pages_billed += batch.end_page - batch.start_page + 1
         else:
             batch.status = "failed"
             batch.failure_message = failure

@@ -20,6 +20,8 @@ class EmulatorStats:
       whatever their outcome (a preflight that refuses a document uploads nothing).
     - `sync_submissions`, `async_submissions`: submissions the service took on,
       per document (its content's sha256, hex): answered, or dropped after the work.
+    - `pages_billed`: pages the service did the work for and would bill: a sync
+      answer's pages, an async batch's when it completes.
     - `polls`: status fetches per request id (authorised ones, any outcome).
     - `downloads`: download attempts on the storage host; `downloads_served` full
       bodies sent; `downloads_with_auth` carried an Authorization header (refused);
@@ -35,6 +37,7 @@ class EmulatorStats:
     upload_bytes: int = 0
     sync_submissions: Counter[str] = field(default_factory=Counter)
     async_submissions: Counter[str] = field(default_factory=Counter)
+    pages_billed: int = 0
     polls: Counter[str] = field(default_factory=Counter)
     downloads: int = 0
     downloads_served: int = 0
