@@ -11,6 +11,12 @@ pending -> submitting -> submitted(request_id) -> done
 any state -> failed
 ```
 
+A document sent in parts (see `AsyncUpstageOCR.ocr`) keeps one row in
+`inputs` (route `parts`, no request id) and one row per part in `parts`,
+keyed by the input's path and the part's own content hash, with the same
+`submitting -> submitted(request_id)` steps: a resume waits for a part's
+request instead of sending it again.
+
 A `submitting` row without a request id, found on resume, means the run
 stopped between this write and the service's answer: the request may or may
 not exist, so the caller looks in the service's request list before sending
@@ -83,6 +89,7 @@ __all__ = [
     "ClaimLostError",
     "Entry",
     "Journal",
+    "PartEntry",
     "RunInfo",
     "State",
     "journal_path",
@@ -150,6 +157,20 @@ CREATE TABLE runs (
 );
 ALTER TABLE inputs ADD COLUMN owner TEXT;
 CREATE INDEX inputs_by_owner ON inputs (owner) WHERE owner IS NOT NULL;
+"""
+
+# Added beside `inputs` without a version change: a journal without it gains it.
+_PARTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS parts (
+    path       BLOB NOT NULL,
+    sha256     TEXT NOT NULL,
+    pages      TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('submitting', 'submitted')),
+    request_id TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (path, sha256)
+)
 """
 
 _COLUMNS = (
@@ -269,6 +290,19 @@ class _Stop:
     loop: asyncio.AbstractEventLoop
 
 
+@dataclass(frozen=True, slots=True)
+class PartEntry:
+    """One part of an input sent in parts: its content hash, pages of the original, request."""
+
+    path: Path
+    sha256: str
+    pages: str
+    route: str
+    state: State
+    request_id: str | None
+    updated_at: float
+
+
 class Journal:
     """The journal at `path` (see `journal_path`); use `async with` or `open`/`close`.
 
@@ -367,8 +401,10 @@ class Journal:
 
         def query(conn: sqlite3.Connection) -> set[str]:
             rows = conn.execute(
-                "SELECT request_id FROM inputs WHERE request_id IS NOT NULL AND updated_at >= ?",
-                (since,),
+                "SELECT request_id FROM inputs WHERE request_id IS NOT NULL AND updated_at >= ? "
+                "UNION SELECT request_id FROM parts WHERE request_id IS NOT NULL "
+                "AND updated_at >= ?",
+                (since, since),
             )
             return {str(row[0]) for row in rows}
 
@@ -621,7 +657,8 @@ class Journal:
         )
 
     async def reset(self) -> None:
-        """Forget every row other live runs do not hold (`--no-resume`); returns once on disk."""
+        """Forget every row other live runs do not hold (`--no-resume`), with its parts;
+        returns once on disk."""
         await self._call(self._forget_free_rows, durable=True)
 
     def _forget_free_rows(self, conn: sqlite3.Connection) -> None:
@@ -631,6 +668,69 @@ class Journal:
             f"OR owner NOT IN ({', '.join('?' * len(live))})",
             live,
         )
+        conn.execute("DELETE FROM parts WHERE path NOT IN (SELECT path FROM inputs)")
+
+    # Parts of an input sent in parts.
+
+    async def part(self, path: str | os.PathLike[str], sha256: str) -> PartEntry | None:
+        """The row of `path`'s part with content `sha256`, if one was recorded."""
+        key = _key(path)
+
+        def query(conn: sqlite3.Connection) -> PartEntry | None:
+            row = conn.execute(
+                "SELECT path, sha256, pages, route, state, request_id, updated_at FROM parts "
+                "WHERE path = ? AND sha256 = ?",
+                (key, sha256),
+            ).fetchone()
+            if row is None:
+                return None
+            return PartEntry(
+                Path(os.fsdecode(row[0])),
+                str(row[1]),
+                str(row[2]),
+                str(row[3]),
+                State(row[4]),
+                None if row[5] is None else str(row[5]),
+                float(row[6]),
+            )
+
+        return await self._call(query)
+
+    async def record_part_submitting(
+        self, path: str | os.PathLike[str], sha256: str, pages: str, route: str
+    ) -> None:
+        """About to send one part of `path` (its `pages`, e.g. "1-525"); returns once on disk."""
+        key = _key(path)
+        sql = (
+            "INSERT INTO parts (path, sha256, pages, route, state, request_id, updated_at) "
+            "VALUES (?, ?, ?, ?, 'submitting', NULL, ?) ON CONFLICT (path, sha256) DO UPDATE "
+            "SET pages = excluded.pages, route = excluded.route, state = excluded.state, "
+            "request_id = NULL, updated_at = excluded.updated_at"
+        )
+        await self._call(
+            lambda conn: conn.execute(sql, (key, sha256, pages, route, time.time())),
+            durable=True,
+        )
+
+    async def record_part_submitted(
+        self, path: str | os.PathLike[str], sha256: str, request_id: str
+    ) -> None:
+        """The service gave `request_id` for that part; returns once it is on disk."""
+        key = _key(path)
+
+        def run(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE parts SET state = 'submitted', request_id = ?, updated_at = ? "
+                "WHERE path = ? AND sha256 = ?",
+                (request_id, time.time(), key, sha256),
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(
+                    f"{os.fsdecode(key)}: part {sha256[:12]} not in the journal; "
+                    "record_part_submitting first"
+                )
+
+        await self._call(run, durable=True)
 
     async def _upsert(
         self,
@@ -760,6 +860,7 @@ class Journal:
                 if not info.alive(now):
                     _forget_run_if_unused(conn, info.run_id)
             self._renew(conn)
+            conn.execute(_PARTS_SCHEMA)
             if self.fresh:
                 self._forget_free_rows(conn)
             conn.execute("COMMIT")

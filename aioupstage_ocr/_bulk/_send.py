@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 
 from .._engine import Engine, Sent
+from .._exceptions import UpstageOCRError
 from .._preflight import Mode, PreparedDocument
 from ._counters import Counters
 from ._events import BulkEvent
@@ -116,7 +117,9 @@ class Sender:
             return None
         try:
             return await self._known(self._submission(job, part, None))
-        except Exception as exc:  # noqa: BLE001 - whatever the hook raised stops the run
+        except UpstageOCRError:  # this part's own verdict (an ambiguous submit): the document's
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever else the hook raised stops the run
             exc.add_note(f"the known_part hook failed for {part.name}")
             raise RunStopped(exc) from None
 

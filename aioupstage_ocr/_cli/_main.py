@@ -82,6 +82,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _page_ranges(text: str) -> str:
+    from .._pages import format_pages, parse_pages  # noqa: PLC0415 - the pipeline loads when used
+
+    try:
+        return format_pages(parse_pages(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_base_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
@@ -166,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
             "txt, hocr, alto (.alto.xml), pdf (searchable, .ocr.pdf); default json. "
             "The .ocr.json is always kept: resume and `convert` read it"
         ),
+    )
+    ocr.add_argument(
+        "--pages",
+        type=_page_ranges,
+        metavar="RANGES",
+        help="send only these pages of each input, e.g. 1-10,20,30- (only they are billed; "
+        "the output's sourcePages says which page each one is)",
     )
     ocr.add_argument(
         "--no-resume",
@@ -280,6 +296,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
         base_url=args.base_url,
         emulator=args.emulator,
         quiet=args.quiet,
+        pages=args.pages,
     )
     return run_command(options)
 

@@ -67,6 +67,7 @@ from .._inputs import OutputMapper
 from .._journal import Claim, Entry, Journal, RunInfo, journal_path
 from .._models import OCRResult
 from .._outputs._files import Written, output_paths, write_outputs
+from .._pages import format_pages
 from .._preflight import Mode
 from .._report import ReportRow, ReportWriter, error_of
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error, no_key
@@ -78,6 +79,7 @@ from ._resume import (
     cut_off,
     kept,
     request_to_poll,
+    settle_part,
     settle_submitting,
 )
 
@@ -117,6 +119,7 @@ class OcrOptions:
     base_url: str | None = None
     emulator: bool = False
     quiet: bool = False
+    pages: str | None = None
 
 
 # --------------------------------------------------------------------------- entry point
@@ -374,6 +377,7 @@ class _Meta:
     mtime_ns: int
     sha256: str | None = None
     count: int = 1
+    parts_recorded: bool = False
 
 
 @dataclass(slots=True)
@@ -415,6 +419,7 @@ class OcrCommand:
         self._group: TaskGroup | None = None
         self._limits: DocumentLimits = client.document_limits
         self._formats = ("json", *(f for f in options.formats if f != "json"))
+        self._settling = anyio.Lock()  # parts found open are settled one at a time
 
     # ------------------------------------------------------------------ the whole run
 
@@ -429,6 +434,8 @@ class OcrCommand:
             on_event=self._on_event,
             before_submit=self._before_submit,
             after_submit=self._after_submit,
+            known_part=self._known_part if self.options.resume else None,
+            pages=self.options.pages,
         )
         async with anyio.create_task_group() as group:
             self._group = group
@@ -633,20 +640,53 @@ class OcrCommand:
     async def _before_submit(self, submission: Submission) -> None:
         key = os.fspath(submission.source)  # type: ignore[arg-type]
         meta = self._meta.get(key)
-        if meta is not None and meta.size == submission.size:
-            mtime_ns = meta.mtime_ns
+        part = submission.part_sha256 is not None
+        if meta is not None and (part or meta.size == submission.size):
+            size, mtime_ns = meta.size, meta.mtime_ns
         else:
-            mtime_ns = await anyio.to_thread.run_sync(_mtime, key)
+            size, mtime_ns = submission.size, await anyio.to_thread.run_sync(_mtime, key)
         if meta is not None:
             meta.sha256 = submission.sha256
-        await self.journal.record_submitting(
-            key, submission.sha256, submission.route, size=submission.size, mtime_ns=mtime_ns
+        if not part:
+            await self.journal.record_submitting(
+                key, submission.sha256, submission.route, size=size, mtime_ns=mtime_ns
+            )
+            return
+        assert submission.part_sha256 is not None
+        if meta is None or not meta.parts_recorded:
+            if meta is not None:
+                meta.parts_recorded = True
+            # Route "parts", no request id: the start-up check leaves it alone, and
+            # a resume sends it again, its parts settled one by one (`_known_part`).
+            await self.journal.record_submitting(
+                key, submission.sha256, "parts", size=size, mtime_ns=mtime_ns
+            )
+        await self.journal.record_part_submitting(
+            key,
+            submission.part_sha256,
+            format_pages(submission.source_pages or ()),
+            submission.route,
         )
 
     async def _after_submit(self, submission: Submission) -> None:
         assert submission.request_id is not None
         key = os.fspath(submission.source)  # type: ignore[arg-type]
+        if submission.part_sha256 is not None:
+            await self.journal.record_part_submitted(
+                key, submission.part_sha256, submission.request_id
+            )
+            return
         await self.journal.record_submitted(key, submission.request_id)
+
+    async def _known_part(self, submission: Submission) -> str | None:
+        """An earlier run's request for this part, or None to send it (`settle_part`)."""
+        assert submission.part_sha256 is not None
+        key = os.fspath(submission.source)  # type: ignore[arg-type]
+        row = await self.journal.part(key, submission.part_sha256)
+        if row is None:
+            return None
+        async with self._settling:
+            return await settle_part(self.client, self.journal, row)
 
     # ------------------------------------------------------------------ outcomes
 

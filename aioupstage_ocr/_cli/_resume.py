@@ -37,7 +37,13 @@ The journal is `DIR/.aioupstage-ocr-journal.sqlite3` (see `_journal`).
      `Resume`, never submitted again (results live 30 days at the service)
      (`request_to_poll`);
    - anything else: submitted.
-3. `before_submit` writes `submitting` (durable) before each request,
+3. A document sent in parts has a row per part too (`Journal.part`): before
+   each part is sent, `settle_part` says whether an earlier run already has
+   its request (`submitted`: waited for, not sent), left it `submitting` on
+   the async route (looked for in the request list as in 1.; several
+   candidates: the document fails with `AmbiguousSubmitError`), or never sent
+   it (or only sync): it is sent.
+4. `before_submit` writes `submitting` (durable) before each request,
    `after_submit` writes `submitted` with the id (durable); `done` is written
    after the output is on disk (atomic write), `failed` with the error. So a
    crash at any instant loses nothing and pays for nothing twice.
@@ -58,8 +64,9 @@ from .._atomic import atomic_write_bytes
 from .._client import AsyncUpstageOCR
 from .._config import DocumentLimits
 from .._exceptions import AmbiguousSubmitError, APIError, DocumentError, ResponseValidationError
-from .._journal import Entry, Journal, State
+from .._journal import Entry, Journal, PartEntry, State
 from .._models import RequestSummary
+from .._pages import parse_pages
 from .._preflight import prepare
 from .._reconcile import Window
 from .._report import ReportRow
@@ -71,6 +78,7 @@ __all__ = [
     "cut_off",
     "kept",
     "request_to_poll",
+    "settle_part",
     "settle_submitting",
 ]
 
@@ -209,6 +217,56 @@ def _pages_of(row: Entry, limits: DocumentLimits) -> int | None:
     except (DocumentError, OSError, ValueError):
         return None
     return prepared.pages if prepared.sha256 == row.sha256 else None
+
+
+async def settle_part(client: AsyncUpstageOCR, journal: Journal, row: PartEntry) -> str | None:
+    """The request id an earlier run has for one part, or None to send it (see the docstring).
+
+    Call one at a time (the caller holds a lock): an id adopted here is in the
+    journal before the next part's candidates are read.
+    """
+    if row.state is State.SUBMITTED and row.request_id is not None:
+        return row.request_id
+    if row.route != "async":
+        return None  # a sync call leaves nothing to look up: sent again
+    name = f"{os.fspath(row.path)} (pages {row.pages})"
+    try:
+        listed = await client.list_requests()
+    except (APIError, ResponseValidationError) as exc:
+        raise AmbiguousSubmitError(
+            name,
+            "this part's submit may have reached the service before the last run stopped, "
+            f"and the request list that would tell could not be read ({exc}); not sending it "
+            "again (that could pay twice); run again later",
+        ) from exc
+    window = client.submit_window(row.updated_at)
+    known = await journal.request_ids(window.low - _reconcile.MARGIN_BLIND)
+    found = [
+        summary
+        for summary in listed
+        if summary.id in set(_reconcile.candidates(listed, window, known))
+    ]
+    pages = await _candidate_pages(client, found)
+    count = sum((end or start) - start + 1 for start, end in parse_pages(row.pages))
+    fits = sorted(rid for rid, total in pages.items() if _reconcile.pages_fit(count, total))
+    if not fits:
+        return None  # nothing was created for it: sent again
+    if len(fits) == 1:
+        await journal.record_part_submitted(row.path, row.sha256, fits[0])
+        logger.warning(
+            "%s: the last run stopped while submitting this part; request %s, the only new "
+            "request that fits, is taken as its own and fetched",
+            name,
+            fits[0],
+        )
+        return fits[0]
+    raise AmbiguousSubmitError(
+        name,
+        "this part's submit may have reached the service before the last run stopped; "
+        f"{len(fits)} request(s) could be it ({', '.join(fits)}); not sending it again "
+        "(that could pay twice); run with --no-resume to send the document again",
+        candidates=tuple(fits),
+    )
 
 
 def request_to_poll(entry: Entry) -> str | None:
