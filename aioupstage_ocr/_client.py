@@ -162,26 +162,28 @@ class AsyncUpstageOCR:
         numbers from 1) sends only those pages, so only they are billed; the
         result's `source_pages` says which page of the original each one is,
         and pages the document does not have raise `PageRangeError` before any
-        upload. In auto mode a sync call that
-        times out (the service's 504 or `Timeouts.sync_ocr`) goes again, once,
-        through the async endpoint. `"sync"` and `"async"` force an endpoint.
+        upload. A failed async batch costs only its own pages: they are cut
+        out and sent again (a few tries), and merged in; pages that still fail
+        raise `PartialResultError`, whose `partial` holds what came back.
+        In auto mode a sync call that times out (the service's 504 or
+        `Timeouts.sync_ocr`) goes again, once, through the async endpoint.
+        `"sync"` and `"async"` force an endpoint.
         `schema` (`"clova"`, `"google"`) is sent as the service's `schema` field;
         the vendor formats it asks for are not the shapes `OCRResult` reads, so
         such a call raises `ResponseValidationError`, whose `body` holds them.
         """
         ranges = None if pages is None else parse_pages(pages)
         prepared = await self._engine.prepare(document, filename=filename, mode=mode, pages=ranges)
+        send = partial(self._engine.send, mode=mode, schema=schema)
         if prepared.parts:
-            return await self._engine.run_parts(
-                prepared,
-                send=partial(self._engine.send, mode=mode, schema=schema),
-                wait=self._engine.wait,
-            )
-        sent = await self._engine.send(prepared, mode=mode, schema=schema)
+            return await self._engine.run_parts(prepared, send=send, wait=self._engine.wait)
+        sent = await send(prepared)
         if sent.result is not None:
             return sent.result
         assert sent.request_id is not None
-        return await self._engine.wait(sent.request_id)
+        return await self._engine.finish(
+            sent.document, sent.request_id, send=send, wait=self._engine.wait
+        )
 
     async def submit(
         self, document: Document, *, filename: str | None = None, schema: str | None = None

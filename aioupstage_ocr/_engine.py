@@ -12,6 +12,11 @@ result = sent.result or await engine.wait(sent.request_id)
 once. Hooks come with each call (`before_send`, `on_retry`), as urllib3 takes
 `retries=` per request: two runs on one client never share a slot.
 
+An async request whose batches failed is repaired by `Engine.finish`: what
+came back is kept, only the failed batches' pages are cut out and sent again
+(a bounded number of tries, with backoff), and merged in; what still fails
+is a `PartialResultError` naming the pages, never a shorter document.
+
 A document cut into parts (only some pages wanted, or over a limit: see
 `_pages`) goes through `Engine.run_parts`: each part sent by the same path,
 waited for, and the results joined into one.
@@ -23,7 +28,9 @@ from being paid twice when a submit fails after its upload (see
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,20 +55,23 @@ from ._exceptions import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    BatchFailedError,
+    PartialResultError,
     ResponseValidationError,
 )
 from ._models import (
     OCRResult,
     RequestStatus,
     RequestSummary,
+    merge_batches,
     parse_request_list,
     parse_request_status,
     parse_result,
 )
-from ._pages import PageRanges, join_parts, page_list
+from ._pages import CUTTABLE, PageRanges, join_parts, page_list
 from ._poller import PollScheduler, ProgressHook
-from ._preflight import Document, Mode, PreparedDocument, prepare
-from ._retry import is_retryable
+from ._preflight import Document, Mode, PreparedDocument, cut_pages, prepare
+from ._retry import is_retryable, is_testing
 from ._transport import RetryHook, Transport
 
 __all__ = [
@@ -76,6 +86,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aioupstage_ocr")
+
+#: Tries to send a failed batch's pages again before they are reported missing.
+REPAIR_TRIES = 3
 
 #: Awaited with the document right before it is sent (again with route "async"
 #: when a sync time-out goes async); what it raises stops the send.
@@ -110,6 +123,29 @@ class Sent:
     document: PreparedDocument
     result: OCRResult | None = None
     request_id: str | None = None
+
+
+def _partial(
+    name: str,
+    came_back: list[tuple[tuple[int, ...], OCRResult]],
+    missing: tuple[int, ...],
+    reason: str,
+) -> PartialResultError:
+    """A `PartialResultError` whose `partial` joins what came back (`missingPages` in raw)."""
+    missing = tuple(sorted(missing))
+    came_back = sorted((item for item in came_back if item[0]), key=lambda item: item[0][0])
+    if came_back:
+        joined = join_parts(name, came_back)
+        partial = OCRResult(
+            joined.pages, joined.model, {**joined.raw, "missingPages": list(missing)}
+        )
+    else:
+        partial = OCRResult(
+            (), None, {"pages": [], "sourcePages": [], "missingPages": list(missing)}
+        )
+    return PartialResultError(
+        name, missing, partial, f"pages {page_list(missing)} did not come back: {reason}"
+    )
 
 
 class Engine:
@@ -180,13 +216,36 @@ class Engine:
                         return
                     request_id = sent.request_id
                     assert request_id is not None
-                results[index] = await wait(request_id)
+                results[index] = await self.finish(
+                    part, request_id, send=send, wait=wait, known=known
+                )
             except Exception as exc:  # noqa: BLE001 - each part's failure is told below
                 errors[index] = exc
 
         async with anyio.create_task_group() as group:
             for index, part in enumerate(parts):
                 group.start_soon(one, index, part)
+        if errors and all(isinstance(e, PartialResultError) for e in errors.values()):
+            raise _partial(
+                document.name,
+                [
+                    (part.source_pages or (), result)
+                    for part, result in zip(parts, results, strict=True)
+                    if result is not None
+                ]
+                + [
+                    (error.partial.source_pages or (), error.partial)
+                    for error in errors.values()
+                    if isinstance(error, PartialResultError) and error.partial.num_pages
+                ],
+                tuple(
+                    p
+                    for e in errors.values()
+                    if isinstance(e, PartialResultError)
+                    for p in e.missing_pages
+                ),
+                str(errors[min(errors)]),
+            )
         if errors:
             first = errors[min(errors)]
             missing = [p for i in sorted(errors) for p in parts[i].source_pages or ()]
@@ -200,6 +259,102 @@ class Engine:
             document.name,
             [(part.source_pages or (), result) for part, result in zip(parts, done, strict=True)],
         )
+
+    async def finish(
+        self,
+        document: PreparedDocument | None,
+        request_id: str,
+        *,
+        send: PartSend,
+        wait: PartWait,
+        known: KnownRequest | None = None,
+    ) -> OCRResult:
+        """Wait for `document`'s async request; repair failed batches by their pages alone.
+
+        When batches failed (`BatchFailedError` with `failed_ranges`), the
+        pages that came back are kept, and each failed range is cut out of
+        `document` and sent again (`known` first: an earlier run may have sent
+        it), up to `REPAIR_TRIES` times with backoff, then merged in. Pages that
+        still fail raise `PartialResultError` with what came back. Without the
+        document (or one that cannot be cut), the `BatchFailedError` is raised.
+        """
+        try:
+            return await wait(request_id)
+        except BatchFailedError as exc:
+            if document is None or not exc.failed_ranges or document.format not in CUTTABLE:
+                raise
+            failure = exc
+        items: list[tuple[int, int, OCRResult]] = list(failure.completed)
+        lost: list[tuple[int, int]] = []
+        reasons: list[str] = []
+        for start, end in failure.failed_ranges:
+            logger.warning(
+                "%s: request %s: pages %d-%d failed (%s); sending only them again",
+                document.name,
+                request_id,
+                start,
+                end,
+                failure.failure_message or "no reason given",
+            )
+            repaired, reason = await self._resend(
+                document, range(start, end + 1), request_id, send=send, wait=wait, known=known
+            )
+            if repaired is None:
+                lost.append((start, end))
+                reasons.append(reason)
+            else:
+                items.append((start, end, repaired))
+        if not lost:
+            return merge_batches(request_id, failure.total_pages, items)
+        originals = document.source_pages or tuple(range(1, failure.total_pages + 1))
+        items.sort(key=lambda item: item[0])
+        missing = tuple(originals[p - 1] for s, e in lost for p in range(s, e + 1))
+        raise _partial(
+            document.name,
+            [(tuple(originals[p - 1] for p in range(s, e + 1)), r) for s, e, r in items],
+            missing,
+            f"request {request_id}: batch failed, and {REPAIR_TRIES} tries to send only its "
+            f"pages again failed too ({'; '.join(reasons)})",
+        )
+
+    async def _resend(
+        self,
+        document: PreparedDocument,
+        pages: range,
+        request_id: str,
+        *,
+        send: PartSend,
+        wait: PartWait,
+        known: KnownRequest | None,
+    ) -> tuple[OCRResult | None, str]:
+        """`pages` of `document` sent on their own, up to `REPAIR_TRIES` times; else why not."""
+        part = await anyio.to_thread.run_sync(
+            partial(
+                cut_pages,
+                document,
+                pages,
+                mode=document.route,
+                limits=self.document_limits,
+            )
+        )
+        part = dataclasses.replace(part, repair_of=request_id)
+        reason = ""
+        for attempt in range(1, REPAIR_TRIES + 1):
+            if attempt > 1 and not is_testing():
+                cap = self.transport.policy.backoff_cap(attempt - 1)
+                await anyio.sleep(random.uniform(0, cap))  # full jitter, as the retries
+            try:
+                given = await known(part) if known is not None and attempt == 1 else None
+                if given is None:
+                    sent = await send(part)
+                    if sent.result is not None:
+                        return sent.result, ""
+                    assert sent.request_id is not None
+                    given = sent.request_id
+                return await wait(given), ""
+            except (BatchFailedError, APIError) as exc:
+                reason = str(exc)
+        return None, reason
 
     async def send(
         self,

@@ -32,6 +32,7 @@ UpstageOCRError
 ├── RequestFailedError                 an async request ended `failed` (request_id, failure_message)
 │   └── BatchFailedError               one of its batches failed (batch_id, start_page, end_page)
 ├── IncompleteResultError              batches do not cover pages 1..total exactly once
+│   └── PartialResultError             pages whose batch failed, sent again, still missing
 ├── AmbiguousSubmitError               a submit may or may not have reached the service
 └── WaitTimeoutError                   `wait(timeout=...)` ran out (also a TimeoutError)
 ```
@@ -64,6 +65,7 @@ __all__ = [
     "MissingAPIKeyError",
     "NotFoundError",
     "PageRangeError",
+    "PartialResultError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestFailedError",
@@ -286,7 +288,14 @@ class RequestFailedError(UpstageOCRError):
 
 
 class BatchFailedError(RequestFailedError):
-    """One batch of an async request failed."""
+    """One batch of an async request failed (the first, when several did).
+
+    `failed_ranges` holds every failed batch's `(start_page, end_page)` and
+    `completed` the `(start_page, end_page, OCRResult)` of the batches that did
+    come back, with `total_pages`, so the failed pages alone can be sent again
+    (the client does; see `AsyncUpstageOCR.ocr`). Both are empty when the
+    error was raised without them.
+    """
 
     def __init__(
         self,
@@ -300,6 +309,9 @@ class BatchFailedError(RequestFailedError):
         self.batch_id = batch_id
         self.start_page = start_page
         self.end_page = end_page
+        self.failed_ranges: tuple[tuple[int, int], ...] = ()
+        self.completed: tuple[tuple[int, int, Any], ...] = ()
+        self.total_pages = 0
         super().__init__(request_id, failure_message)
         reason = failure_message or "no reason given"
         pages = f"pages {start_page}-{end_page}"
@@ -322,6 +334,33 @@ def _rebuild_batch_failed(
 
 class IncompleteResultError(UpstageOCRError):
     """The batches of a request leave a gap or overlap in pages 1..total_pages."""
+
+
+class PartialResultError(IncompleteResultError):
+    """Pages did not come back: their batch failed, and so did every try to send them again.
+
+    `missing_pages` names them (pages of the original document, from 1);
+    `partial` is the `OCRResult` of the pages that did come back, in order,
+    with `sourcePages` and `missingPages` in its `raw` (what `--allow-partial`
+    writes). Never a silently shorter document: this is an error.
+    """
+
+    def __init__(self, document: str, missing_pages: tuple[int, ...], partial: Any, reason: str):
+        self.document = document
+        self.missing_pages = missing_pages
+        self.partial = partial
+        super().__init__(f"{document}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_partial, (self.document, self.missing_pages, self.args[0]))
+
+
+def _rebuild_partial(
+    document: str, missing_pages: tuple[int, ...], message: str
+) -> PartialResultError:
+    error = PartialResultError(document, missing_pages, None, "")
+    error.args = (message,)
+    return error
 
 
 class AmbiguousSubmitError(APIError):

@@ -15,9 +15,13 @@ to `initial` when progress moves.
 Each status starts the download of every newly completed batch at once, while
 the others still run. A download refused with 403 (an expired link) marks its
 batch stale and asks for one status re-fetch for the request, shared by all
-its batches waiting on a link; the fresh links then go out again. A failed
-batch or request ends the wait with the service's `failure_message`; when
-every batch is in, `merge_batches` checks coverage and joins them.
+its batches waiting on a link; the fresh links then go out again. A request
+that failed with no batch failed or completed (over a limit) ends the wait
+with the service's `failure_message`. When batches failed (the request then
+ends `failed`, or `completed`), the completed ones are still downloaded,
+and the wait ends with a `BatchFailedError` that carries them and the failed
+ranges (`completed`, `failed_ranges`), so only the failed pages need sending
+again. When every batch is in, `merge_batches` checks coverage and joins them.
 """
 
 from __future__ import annotations
@@ -39,7 +43,14 @@ from anyio.abc import TaskGroup
 
 from ._config import DEFAULT_LIMITS, DEFAULT_POLLING, Limits, Polling
 from ._exceptions import BatchFailedError, LinkExpiredError, RequestFailedError
-from ._models import OCRResult, RequestStatus, merge_batches, parse_request_status, parse_result
+from ._models import (
+    BatchStatus,
+    OCRResult,
+    RequestStatus,
+    merge_batches,
+    parse_request_status,
+    parse_result,
+)
 from ._transport import RetryHook, Transport
 
 __all__ = ["PollScheduler", "Progress", "ProgressHook"]
@@ -67,6 +78,27 @@ class Progress:
 
 
 ProgressHook = Callable[[Progress], None]
+
+
+def _is_over(status: RequestStatus) -> bool:
+    """No batch will change any more: the request ended, or every batch did."""
+    if status.is_done:
+        return True
+    return bool(status.batches) and all(b.is_completed or b.is_failed for b in status.batches)
+
+
+def _failure(status: RequestStatus, failed: list[BatchStatus]) -> RequestFailedError:
+    """The error for a request whose `failed` batches did not come back (the first one's)."""
+    if not failed:
+        return RequestFailedError(status.id, status.failure_message)
+    first = min(failed, key=lambda b: b.start_page)
+    return BatchFailedError(
+        status.id,
+        first.failure_message or status.failure_message,
+        batch_id=first.id,
+        start_page=first.start_page,
+        end_page=first.end_page,
+    )
 
 
 class _Abandoned(Exception):  # noqa: N818 - internal marker, never raised to a caller
@@ -331,19 +363,9 @@ class PollScheduler:
         tracked.status_seq += 1
         self._note_completed(tracked, status)
         tracked.last = status
-        failed = next((b for b in status.batches if b.is_failed), None)
-        if failed is not None:
-            error = BatchFailedError(
-                tracked.request_id,
-                failed.failure_message or status.failure_message,
-                batch_id=failed.id,
-                start_page=failed.start_page,
-                end_page=failed.end_page,
-            )
-            self._finish(tracked, error=error)
-            return
-        if status.is_failed:
-            self._finish(tracked, error=RequestFailedError(status.id, status.failure_message))
+        failed = [b for b in status.batches if b.is_failed]
+        if status.is_failed and not failed and not any(b.is_completed for b in status.batches):
+            self._finish(tracked, error=_failure(status, failed))  # the request's own failure
             return
         missing_link = False
         for batch in status.batches:
@@ -373,8 +395,9 @@ class PollScheduler:
         self._report(tracked)
         if self._maybe_finish(tracked):
             return
-        all_linked = completed == len(status.batches) and not missing_link
-        if status.is_completed and all_linked and not tracked.refresh_wanted:
+        settled = completed + sum(1 for b in status.batches if b.is_failed)
+        all_linked = settled == len(status.batches) and not missing_link
+        if _is_over(status) and all_linked and not tracked.refresh_wanted:
             return  # only downloads left; a stale link asks for a poll itself
         if missing_link or tracked.refresh_wanted:
             delay = self._polling.initial  # links are due: ask again soon, not in a tight loop
@@ -438,13 +461,23 @@ class PollScheduler:
 
     def _maybe_finish(self, tracked: _Tracked) -> bool:
         status = tracked.last
-        if status is None or not status.is_completed:
+        if status is None or not _is_over(status):
             return False
         current = [tracked.batches[(b.start_page, b.end_page)] for b in status.batches]
-        if any(b.state != "done" for b in current):
+        kept = [b for b, listed in zip(current, status.batches, strict=True) if listed.is_completed]
+        if any(b.state != "done" for b in kept):
             return False
         total = status.total_pages or max((b.end_page for b in current), default=0)
-        parts = [(b.start_page, b.end_page, b.result) for b in current if b.result is not None]
+        parts = [(b.start_page, b.end_page, b.result) for b in kept if b.result is not None]
+        lost = [b for b in status.batches if not b.is_completed]
+        if lost:  # failed batches (or a failed request's unfinished ones): hand the rest back
+            error = _failure(status, lost)
+            assert isinstance(error, BatchFailedError)
+            error.failed_ranges = tuple(sorted((b.start_page, b.end_page) for b in lost))
+            error.completed = tuple(parts)
+            error.total_pages = total
+            self._finish(tracked, error=error)
+            return True
         try:
             merged = merge_batches(tracked.request_id, total, parts)
         except Exception as exc:  # noqa: BLE001 - IncompleteResultError and kin end this wait

@@ -28,7 +28,7 @@ from ._exceptions import (
     UnsupportedFormatError,
 )
 from ._formats import Format, detect_format, inspect_document
-from ._pages import CUTTABLE, Cut, PageRanges, page_list, plan_cuts, select_pages
+from ._pages import CUTTABLE, Cut, PageRanges, cut_document, page_list, plan_cuts, select_pages
 from ._storage import RemoteDocument, is_url, open_document
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "PreparedDocument",
     "Route",
     "choose_route",
+    "cut_pages",
     "prepare",
 ]
 
@@ -92,6 +93,8 @@ class PreparedDocument:
       merged. `pages` is then the pages they hold together, and
       `document_pages` the document's own count.
     - `source_pages`: on a part, the pages of the original it holds (from 1).
+    - `repair_of`: on a part that sends a failed batch's pages again, the
+      request it repairs.
     """
 
     name: str
@@ -106,6 +109,7 @@ class PreparedDocument:
     parts: tuple[PreparedDocument, ...] = ()
     source_pages: tuple[int, ...] | None = None
     document_pages: int | None = None
+    repair_of: str | None = None
 
     @property
     def content_type(self) -> str:
@@ -497,6 +501,27 @@ def _prepare_stream(
         route="async" if any(part.route == "async" for part in parts) else "sync",
         parts=parts,
     )
+
+
+def cut_pages(
+    document: PreparedDocument, pages: range, *, mode: Mode, limits: DocumentLimits
+) -> PreparedDocument:
+    """`pages` (from 1) of a sent `document` (whole, or a part) as a part of their own.
+
+    Its `source_pages` are the original's. Blocking: run it off the event loop.
+    """
+    if document.format not in CUTTABLE:
+        raise PageRangeError(document.name, f"pages of {document.format.name} cannot be cut out")
+    body = document.open()
+    try:
+        stream = io.BytesIO(body) if isinstance(body, bytes) else body
+        data = cut_document(stream, document.format, document.name, list(pages))  # type: ignore[arg-type]
+    finally:
+        if not isinstance(body, bytes):
+            body.close()
+    originals = document.source_pages or tuple(range(1, (document.pages or 0) + 1))
+    base = replace(document, name=document.name.split(" (pages ")[0])
+    return _part(base, Cut(tuple(originals[p - 1] for p in pages), data), mode, limits)
 
 
 def _part(

@@ -5,8 +5,10 @@ Fields, in this order: `input`, `status` (`ok` | `failed` | `skipped`),
 null), `reason` (why a `skipped` input was not done by this run, e.g. another
 run on the same output folder holds it; else null), `outputs` (every output
 file of the input by format, `{"json": ..., "pdf": ...}`, or null where none
-was written). Paths are absolute; a name that is not valid UTF-8 is written
-with `\\xNN` escapes for the bytes that are not.
+was written); and `missing_pages` (the pages of the input that did not come
+back) only on an `ok` row written with `--allow-partial`, whose `error` says
+why. Paths are absolute; a name that is not valid UTF-8 is written with
+`\\xNN` escapes for the bytes that are not.
 
 How it is written: each row goes out as one whole line, flushed at once, to
 `<report>.partial` beside the report (memory stays flat however many inputs;
@@ -63,6 +65,7 @@ class ReportRow:
     error: ReportError | None = None
     reason: str | None = None
     outputs: dict[str, str] | None = None
+    missing_pages: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:
@@ -84,7 +87,7 @@ class ReportRow:
 
     def to_json(self) -> bytes:
         """The row as one JSON line, newline included."""
-        fields = {
+        fields: dict[str, object] = {
             "input": self.input,
             "status": self.status,
             "output": self.output,
@@ -95,6 +98,8 @@ class ReportRow:
             "reason": self.reason,
             "outputs": self.outputs,
         }
+        if self.missing_pages is not None:
+            fields["missing_pages"] = list(self.missing_pages)
         try:
             return orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
         except orjson.JSONEncodeError:  # a str orjson refuses: lone surrogates from a file name

@@ -142,3 +142,37 @@ async def test_journal_parts_rows(tmp_path: Path) -> None:
         assert row.request_id == "req-1"
         await journal.reset()
         assert await journal.part(tmp_path / "a.pdf", "f" * 64) is None
+
+
+async def test_pages_that_always_fail_and_allow_partial(
+    upstage_emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """A batch that always fails names its pages; --allow-partial writes the rest."""
+    upstage_emulator.configure(batch_latency=0.0, fail_pages=(15,))
+    source = tmp_path / "book.pdf"
+    source.write_bytes(make_pdf(25))
+    report = tmp_path / "report.jsonl"
+    base = ("ocr", source, "--mode", "async", "--report", report)
+    url = ("--base-url", upstage_emulator.base_url)
+
+    strict = await run_cli(*base, "-o", tmp_path / "strict", *url)
+    assert strict.code == 1
+    row = read_report(report)[str(source)]
+    assert row["status"] == "failed"
+    error = row["error"]
+    assert isinstance(error, dict)
+    assert error["type"] == "PartialResultError"
+    assert f"{source}: pages 11-20 did not come back" in str(error["message"])
+    assert not list((tmp_path / "strict").rglob("*.ocr.json"))
+
+    partial = await run_cli(*base, "-o", tmp_path / "partial", "--allow-partial", *url)
+    assert partial.code == 0, partial.stderr
+    assert "partial:" in partial.stderr
+    (path,) = partial.paths
+    result = OCRResult.load(path)
+    assert result.raw["missingPages"] == list(range(11, 21))
+    assert result.source_pages == (*range(1, 11), *range(21, 26))
+    assert texts(path) == [page_text(n) for n in result.source_pages]
+    row = read_report(report)[str(source)]
+    assert row["status"] == "ok"
+    assert row["missing_pages"] == list(range(11, 21))

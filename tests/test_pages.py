@@ -18,6 +18,7 @@ from aioupstage_ocr import (
     DocumentTooLargeError,
     OCRResult,
     PageRangeError,
+    PartialResultError,
     format_pages,
     parse_pages,
 )
@@ -256,3 +257,67 @@ async def test_ocr_many_with_pages_and_parts(
         (2, 3),
     ]
     assert upstage_emulator.stats.pages_billed == 49 + 7 + 2
+
+
+# --------------------------------------------------------------------------- failed batches
+
+
+@pytest.mark.parametrize("partial_status", ["failed", "completed"])
+async def test_a_failed_batch_costs_only_its_pages(
+    upstage_emulator: EmulatorThread, client: AsyncUpstageOCR, partial_status: str
+) -> None:
+    """Batch 21-30 fails once: only those ten pages go again; the result is whole."""
+    upstage_emulator.configure(
+        batch_latency=0.0, fail_pages=(25,), fail_times=1, partial_status=partial_status
+    )
+    data = make_pdf(45)
+    result = await client.ocr(data, filename="book.pdf", mode="async")
+    assert result.num_pages == 45
+    assert [page.text.split(" \n")[0] for page in result.pages] == [
+        page_text(n) for n in range(1, 46)
+    ]
+    assert result.source_pages is None  # sent whole: its pages are the document's
+    stats = upstage_emulator.stats
+    assert stats.batches_failed == 1
+    assert stats.pages_billed == 45  # the failed batch was not billed; its repair was
+    repair = prepare(data, filename="book.pdf", pages=parse_pages("21-30")).parts[0]
+    assert dict(stats.async_submissions) == {sha(data): 1, repair.sha256: 1}
+
+
+async def test_a_batch_that_always_fails_names_its_pages(
+    upstage_emulator: EmulatorThread, client: AsyncUpstageOCR
+) -> None:
+    """Every try fails: PartialResultError names pages 11-20; `partial` holds the rest."""
+    upstage_emulator.configure(batch_latency=0.0, fail_pages=(15,))
+    with pytest.raises(
+        PartialResultError, match=r"book.pdf: pages 11-20 did not come back"
+    ) as info:
+        await client.ocr(make_pdf(25), filename="book.pdf", mode="async")
+    error = info.value
+    assert error.missing_pages == tuple(range(11, 21))
+    partial = error.partial
+    assert isinstance(partial, OCRResult)
+    assert partial.source_pages == (*range(1, 11), *range(21, 26))
+    assert partial.raw["missingPages"] == list(range(11, 21))
+    assert [page.text.split(" \n")[0] for page in partial.pages] == [
+        page_text(n) for n in partial.source_pages
+    ]
+    stats = upstage_emulator.stats
+    assert stats.batches_failed == 1 + 3  # the first, then each of the three tries
+    assert sum(stats.async_submissions.values()) == 1 + 3
+
+
+async def test_a_part_with_a_failed_batch_is_repaired_in_original_pages(
+    upstage_emulator: EmulatorThread, api_key: str
+) -> None:
+    """A document in parts: a failed batch of the second part names the original's pages."""
+    upstage_emulator.configure(batch_latency=0.0, fail_pages=(3,))
+    limits = DocumentLimits(sync_max_pages=2, async_max_pages=12)
+    async with AsyncUpstageOCR(
+        api_key, base_url=upstage_emulator.base_url, document_limits=limits
+    ) as client:
+        with pytest.raises(PartialResultError) as info:
+            await client.ocr(make_pdf(24), filename="two.pdf")
+    # Page 3 of each part (pages 3 and 15 of the original) is in a failing batch.
+    assert info.value.missing_pages == (*range(1, 11), *range(13, 23))
+    assert info.value.partial.source_pages == (11, 12, 23, 24)

@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._engine import Engine
 from .._exceptions import (
     AuthenticationError,
+    BatchFailedError,
     ConfigurationError,
     DocumentError,
     LinkExpiredError,
@@ -428,17 +429,38 @@ class BulkRun:
             self._finish(job, result=sent.result)
             return
         assert self._task_group is not None
-        self._task_group.start_soon(self._wait, job)
+        self._task_group.start_soon(self._wait, job, sent.document)
 
     def _accepted(self, job: Job) -> None:
         assert job.request_id is not None
         self._open[job.request_id] = job
 
-    async def _wait(self, job: Job) -> None:
+    async def _wait(self, job: Job, prepared: PreparedDocument | None = None) -> None:
+        """Wait for `job`'s request; failed batches are repaired from `prepared`'s pages.
+
+        A resumed request has no `prepared`: its document is prepared when a
+        batch failed, and the request waited for again (its results are kept
+        at the service), now with the pages to repair from.
+        """
         assert self._scheduler is not None
         assert job.request_id is not None
+        finish = partial(
+            self._engine.finish,
+            request_id=job.request_id,
+            send=partial(self._sender.send, job),
+            wait=self._scheduler.track,
+            known=partial(self._sender.known, job),
+        )
         try:
-            result = await self._scheduler.track(job.request_id)
+            try:
+                result = await finish(prepared)
+            except BatchFailedError as exc:
+                if prepared is not None or not exc.failed_ranges:
+                    raise
+                again = await self._engine.prepare(job.source, mode="async")
+                if again.sha256 != job.sha256 and job.sha256 is not None:
+                    raise
+                result = await finish(again)
         except Exception as exc:  # noqa: BLE001 - one request's failure is its own item
             self._failed(job, exc)
         else:

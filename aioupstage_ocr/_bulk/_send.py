@@ -138,6 +138,7 @@ class Sender:
             request_id=request_id,
             part_sha256=prepared.sha256 if part else None,
             source_pages=prepared.source_pages,
+            repair_of=prepared.repair_of,
         )
 
     async def _hook(

@@ -39,7 +39,8 @@ class Submission:
     For one part of a document cut into parts (see `AsyncUpstageOCR.ocr`),
     `part_sha256` is the part's own content hash and `source_pages` its pages
     of the original (from 1); `sha256` and `name` stay the document's, `size`,
-    `pages` and `route` are the part's.
+    `pages` and `route` are the part's. A part that sends a failed batch's
+    pages again has `repair_of`, the request it repairs.
     """
 
     source: Document
@@ -52,6 +53,7 @@ class Submission:
     request_id: str | None = None
     part_sha256: str | None = None
     source_pages: tuple[int, ...] | None = None
+    repair_of: str | None = None
 
 
 #: `before_submit` and `after_submit`: awaited in the document's own worker.

@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the output's sourcePages says which page each one is)",
     )
     ocr.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="when pages of an input still fail after being sent again, write the pages "
+        "that came back (its missingPages list the others; the report row too)",
+    )
+    ocr.add_argument(
         "--no-resume",
         action="store_true",
         help="start fresh: forget the journal of past runs in DIR",
@@ -297,6 +303,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
         emulator=args.emulator,
         quiet=args.quiet,
         pages=args.pages,
+        allow_partial=args.allow_partial,
     )
     return run_command(options)
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 from anyio.abc import TaskGroup
 
+from .._atomic import atomic_write_bytes
 from .._bulk import BulkEvent, BulkItem, Resume, Submission
 from .._client import AsyncUpstageOCR
 from .._config import (
@@ -60,6 +61,7 @@ from .._exceptions import (
     ConfigurationError,
     DocumentError,
     MissingAPIKeyError,
+    PartialResultError,
     PermissionDeniedError,
     UpstageOCRError,
 )
@@ -120,6 +122,7 @@ class OcrOptions:
     emulator: bool = False
     quiet: bool = False
     pages: str | None = None
+    allow_partial: bool = False
 
 
 # --------------------------------------------------------------------------- entry point
@@ -653,7 +656,7 @@ class OcrCommand:
             )
             return
         assert submission.part_sha256 is not None
-        if meta is None or not meta.parts_recorded:
+        if submission.repair_of is None and (meta is None or not meta.parts_recorded):
             if meta is not None:
                 meta.parts_recorded = True
             # Route "parts", no request id: the start-up check leaves it alone, and
@@ -753,7 +756,47 @@ class OcrCommand:
         await self.journal.record_failed(
             key, type(error).__name__, str(error), sha256=sha256, **stat
         )
+        if (
+            self.options.allow_partial
+            and isinstance(error, PartialResultError)
+            and error.partial is not None
+        ):
+            await self._partial(key, meta.output, item, error)
+            return
         await self._row(ReportRow.failed(key, error, mode=item.route, request_id=item.request_id))
+
+    async def _partial(
+        self, key: str, output: Path, item: BulkItem, error: PartialResultError
+    ) -> None:
+        """`--allow-partial`: the pages that came back are written, the missing ones listed.
+
+        Only the JSON output (other `--format`s need the whole document). The
+        journal keeps the input `failed`, so the next run tries the missing
+        pages again.
+        """
+        try:
+            written = await anyio.to_thread.run_sync(
+                atomic_write_bytes, output, error.partial.to_json()
+            )
+        except OSError as exc:
+            failure = UpstageOCRError(f"{key}: cannot write the output: {exc}")
+            await self._row(
+                ReportRow.failed(key, failure, mode=item.route, request_id=item.request_id)
+            )
+            return
+        self.display.message(f"partial: {error}")
+        await self._row(
+            ReportRow(
+                key,
+                "ok",
+                output=os.fspath(written),
+                pages=error.partial.num_pages,
+                mode=item.route,
+                request_id=item.request_id,
+                error=error_of(error),
+                missing_pages=error.missing_pages,
+            )
+        )
 
     async def _row(self, row: ReportRow) -> None:
         if self.report is not None:

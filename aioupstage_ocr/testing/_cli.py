@@ -46,6 +46,11 @@ _HELP = {
     "batch_retries": "times a failing batch is retried, as `retrying` (default %(default)s)",
     "early_expiry_rate": "share of download links that expire early (default %(default)s)",
     "early_expiry_ttl": "seconds such a link lives (default %(default)s)",
+    "fail_pages": "comma-separated pages whose batch fails, and so does any later batch "
+    "holding the same page content",
+    "fail_times": "times such a batch fails before it succeeds (default 0: every time)",
+    "partial_status": "a request with failed and completed batches ends 'failed' or "
+    "'completed' (default %(default)s)",
     "shape": "answers in the 'live' service's shape (as recorded) or the 'seed' page's "
     "(default %(default)s)",
     "error_shape": "error bodies: 'code' ({code, message}, the reference's) or 'error' "

@@ -20,6 +20,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "shape": ("live", "seed"),
     "error_shape": ("code", "error"),
     "page_ids": ("batch", "document"),
+    "partial_status": ("failed", "completed"),
 }
 
 _RATES = (
@@ -83,6 +84,14 @@ class EmulatorConfig:
     - `truncate_rate`: a download declares its full length, sends part, closes.
     - `batch_failure_rate`: a batch fails (retried `batch_retries` times as `retrying`).
     - `early_expiry_rate`: a signed link lives `early_expiry_ttl` seconds, not `url_ttl`.
+
+    Chosen failures:
+    - `fail_pages`: a batch holding one of these pages (from 1, of its request)
+      fails; so does, later, any batch of any request holding a page of the same
+      content (a repair that sends those pages again), `fail_times` times in all
+      (0: every time). Counted in `EmulatorStats.batches_failed`.
+    - `partial_status`: how a request ends when some batches failed and the rest
+      completed: `"failed"` (the default) or `"completed"`.
     """
 
     seed: int = 0
@@ -108,6 +117,9 @@ class EmulatorConfig:
     batch_retries: int = 0
     early_expiry_rate: float = 0.0
     early_expiry_ttl: float = 0.0
+    fail_pages: tuple[int, ...] = ()
+    fail_times: int = 0
+    partial_status: str = "failed"
     shape: str = "live"
     error_shape: str = "code"
     page_ids: str = "batch"
@@ -134,6 +146,10 @@ class EmulatorConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigurationError(f"EmulatorConfig.{name} must be positive or None")
+        if self.fail_times < 0 or any(page < 1 for page in self.fail_pages):
+            raise ConfigurationError(
+                "EmulatorConfig.fail_pages count from 1, and fail_times must not be negative"
+            )
         if self.batch_retries < 0:
             raise ConfigurationError("EmulatorConfig.batch_retries must not be negative")
         if not self.error_statuses or any(not 400 <= s <= 599 for s in self.error_statuses):
@@ -162,7 +178,7 @@ class EmulatorConfig:
         unknown = sorted(set(changes) - names)
         if unknown:
             raise ConfigurationError(f"EmulatorConfig has no field {', '.join(unknown)}")
-        for name in ("error_statuses", "fault_routes"):
+        for name in ("error_statuses", "fault_routes", "fail_pages"):
             if name in changes:
                 changes[name] = tuple(changes[name])
         return dataclasses.replace(self, **changes)

@@ -80,13 +80,15 @@ class AsyncRequest:
         """The pages before a batch's first (its content must be read)."""
         return self.content.result().pages[: batch.start_page - 1]
 
-    def settle(self) -> None:
-        """Mark the request done once every batch is."""
+    def settle(self, partial_status: str = "failed") -> None:
+        """Mark the request done once every batch is (`partial_status` when some failed)."""
         if self.status in TERMINAL or any(b.status not in TERMINAL for b in self.batches):
             return
         failed = [b for b in self.batches if b.status == "failed"]
         self.completed_at = iso_now()
-        if failed:
+        if failed and partial_status == "completed":
+            self.status = "completed"
+        elif failed:
             first = min(failed, key=lambda b: b.id)
             self.status = "failed"
             self.failure_message = (
@@ -137,6 +139,8 @@ class BatchScheduler:
         self._stats = stats
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._workers: set[asyncio.Task[None]] = set()
+        # Page texts `fail_pages` chose, and how often a batch holding one has failed.
+        self._poisoned: dict[str, int] = {}
         self._timers: set[asyncio.TimerHandle] = set()
 
     # -- lifecycle ---------------------------------------------------------
@@ -168,6 +172,7 @@ class BatchScheduler:
     def reset(self) -> None:
         """Forget every queued batch and restart the workers."""
         self._cancel_all()
+        self._poisoned.clear()
         self.resize()
 
     async def close(self) -> None:
@@ -259,7 +264,31 @@ class BatchScheduler:
                 f"internal error while processing pages {batch.start_page}-{batch.end_page}",
             )
             return
+        if self._chosen_to_fail(request, batch, config):
+            self._finish(
+                request,
+                batch,
+                f"internal error while processing pages {batch.start_page}-{batch.end_page}",
+            )
+            return
         self._finish(request, batch, None)
+
+    def _chosen_to_fail(self, request: AsyncRequest, batch: Batch, config: EmulatorConfig) -> bool:
+        """Whether `fail_pages` fails this batch (see `EmulatorConfig`)."""
+        if not config.fail_pages or request.recording is not None:
+            return False
+        pages = request.pages_of(batch)
+        for page in pages:
+            if page.number in config.fail_pages:
+                self._poisoned.setdefault(page.text, 0)
+        hits = [page.text for page in pages if page.text in self._poisoned]
+        if not hits:
+            return False
+        if config.fail_times and max(self._poisoned[t] for t in hits) >= config.fail_times:
+            return False
+        for text in hits:
+            self._poisoned[text] += 1
+        return True
 
     def _finish(self, request: AsyncRequest, batch: Batch, failure: str | None) -> None:
         if failure is None:
@@ -270,7 +299,7 @@ class BatchScheduler:
             batch.failure_message = failure
             self._stats.batches_failed += 1
         batch.updated_at = iso_now()
-        request.settle()
+        request.settle(self._config().partial_status)
         self._changed()
 
 
