@@ -74,6 +74,7 @@ from ._models import (
 from ._outputs import searchable_pdf, write_searchable_pdf
 from ._pages import format_pages, parse_pages
 from ._poller import Progress
+from ._preflight import Plan
 
 __version__ = "0.1.0"
 
@@ -111,6 +112,7 @@ __all__ = [
     "PageRangeError",
     "PartialResultError",
     "PermissionDeniedError",
+    "Plan",
     "Polling",
     "Progress",
     "RateLimit",

@@ -47,7 +47,8 @@ from ._exceptions import TooManyPagesError, WaitTimeoutError
 from ._models import OCRResult, RequestStatus, RequestSummary
 from ._pages import parse_pages
 from ._poller import ProgressHook
-from ._preflight import Document, Mode
+from ._preflight import Document, Mode, Plan
+from ._preflight import plan as plan_document
 from ._ratelimit import Pacer
 from ._reconcile import Window
 from ._transport import Transport
@@ -183,6 +184,30 @@ class AsyncUpstageOCR:
         assert sent.request_id is not None
         return await self._engine.finish(
             sent.document, sent.request_id, send=send, wait=self._engine.wait
+        )
+
+    async def plan(
+        self,
+        document: Document,
+        *,
+        mode: Mode = "auto",
+        filename: str | None = None,
+        pages: str | Iterable[int] | None = None,
+    ) -> Plan:
+        """How `ocr` would send `document`, uploading nothing: pages, route, parts, or the error.
+
+        The same preflight `ocr` runs (cutting included, so parts are exactly
+        those `ocr` would send); a `DocumentError` is returned in `error`, not raised.
+        """
+        return await anyio.to_thread.run_sync(
+            partial(
+                plan_document,
+                document,
+                filename=filename,
+                mode=mode,
+                limits=self.document_limits,
+                pages=None if pages is None else parse_pages(pages),
+            )
         )
 
     async def submit(

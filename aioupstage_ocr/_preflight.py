@@ -18,6 +18,7 @@ from typing import IO, Literal, TypeAlias
 
 from ._config import DEFAULT_DOCUMENT_LIMITS, DocumentLimits
 from ._exceptions import (
+    DocumentError,
     DocumentNotFoundError,
     DocumentTooLargeError,
     EmptyDocumentError,
@@ -35,10 +36,12 @@ __all__ = [
     "CHUNK_BYTES",
     "Document",
     "Mode",
+    "Plan",
     "PreparedDocument",
     "Route",
     "choose_route",
     "cut_pages",
+    "plan",
     "prepare",
 ]
 
@@ -172,6 +175,62 @@ class PreparedDocument:
         return body
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a document would be sent, as `AsyncUpstageOCR.plan` (and `--dry-run`) tell it.
+
+    - `pages`: the pages that would be sent and billed (None: the service counts).
+    - `document_pages`: the document's own page count.
+    - `route`: `"sync"`, `"async"` or `"parts"` (cut into `len(parts)` requests).
+    - `parts`: each part's pages of the original (from 1) and route.
+    - `error`: the `DocumentError` preflight would raise; then nothing is sent.
+    """
+
+    name: str
+    pages: int | None = None
+    document_pages: int | None = None
+    route: str | None = None
+    parts: tuple[tuple[tuple[int, ...], Route], ...] = ()
+    error: Exception | None = None
+
+    @classmethod
+    def of(cls, document: PreparedDocument) -> Plan:
+        """The plan of a prepared document."""
+        route: str = document.route
+        if len(document.parts) == 1:
+            route = document.parts[0].route
+        elif document.parts:
+            route = "parts"
+        return cls(
+            name=document.name,
+            pages=document.pages,
+            document_pages=document.document_pages,
+            route=route,
+            parts=tuple((p.source_pages or (), p.route) for p in document.parts),
+        )
+
+    @property
+    def requests(self) -> int:
+        """The requests it would take (0 when refused)."""
+        return 0 if self.error is not None else max(1, len(self.parts))
+
+    @property
+    def describe(self) -> str:
+        """`12 pages, async`, `1050 pages, split into 2 parts (async)`, or the error."""
+        if self.error is not None:
+            return f"refused: {self.error}"
+        if self.pages is None:
+            pages = "? pages (counted by the service)"
+        else:
+            pages = f"{self.pages} page{'' if self.pages == 1 else 's'}"
+        if self.document_pages is not None and self.pages != self.document_pages:
+            pages += f" of {self.document_pages}"
+        if self.route == "parts":
+            routes = "/".join(sorted({route for _pages, route in self.parts}))
+            return f"{pages}, split into {len(self.parts)} parts ({routes})"
+        return f"{pages}, {self.route}"
+
+
 class _Borrowed(io.RawIOBase):
     """A caller's file object lent to one upload: reads pass through, close does not."""
 
@@ -247,6 +306,22 @@ def choose_route(name: str, pages: int | None, mode: Mode, limits: DocumentLimit
     if mode == "async":
         return "async"
     return "sync" if pages is None or pages <= limits.sync_max_pages else "async"
+
+
+def plan(
+    document: Document,
+    *,
+    filename: str | None = None,
+    mode: Mode = "auto",
+    limits: DocumentLimits = DEFAULT_DOCUMENT_LIMITS,
+    pages: PageRanges | None = None,
+) -> Plan:
+    """`prepare`'s verdict as a `Plan`: how the document would be sent, or its error (blocking)."""
+    try:
+        prepared = prepare(document, filename=filename, mode=mode, limits=limits, pages=pages)
+    except DocumentError as exc:
+        return Plan(exc.document, error=exc)
+    return Plan.of(prepared)
 
 
 def prepare(

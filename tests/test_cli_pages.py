@@ -14,7 +14,7 @@ from aioupstage_ocr import AsyncUpstageOCR, OCRResult
 from aioupstage_ocr._cli._resume import settle_part
 from aioupstage_ocr._journal import Journal, State, journal_path
 from aioupstage_ocr._preflight import prepare
-from aioupstage_ocr.testing import EmulatorThread, make_pdf, page_text
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf, page_text
 
 
 def sha(data: bytes) -> str:
@@ -176,3 +176,37 @@ async def test_pages_that_always_fail_and_allow_partial(
     row = read_report(report)[str(source)]
     assert row["status"] == "ok"
     assert row["missing_pages"] == list(range(11, 21))
+
+
+@pytest.mark.upstage_emulator(batch_latency=0.0, workers=8)
+async def test_dry_run_on_a_folder_then_the_real_run(
+    upstage_emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """--dry-run: nothing reaches the emulator; its totals are what the real run bills."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "long.pdf").write_bytes(make_pdf(1050))
+    (docs / "mid.pdf").write_bytes(make_pdf(120))
+    (docs / "short.pdf").write_bytes(make_pdf(3))
+    (docs / "photo.png").write_bytes(make_image("png"))
+    url = ("--base-url", upstage_emulator.base_url)
+    dry = await run_cli("ocr", docs, "--dry-run", "--price-per-page", "0.01", *url)
+    assert dry.code == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert f"{docs / 'long.pdf'}\t1050 pages, split into 2 parts (async)" in lines
+    assert f"{docs / 'mid.pdf'}\t120 pages, async" in lines
+    assert f"{docs / 'photo.png'}\t1 page, sync" in lines
+    assert "total: 4 inputs, 1174 pages in 5 requests" in lines
+    assert "cost: 1174 pages x 0.01 = 11.74" in lines
+    assert sum(upstage_emulator.stats.requests.values()) == 0
+
+    ran = await run_cli("ocr", docs, "-o", tmp_path / "out", *url, limit=120)
+    assert ran.code == 0, ran.stderr
+    assert upstage_emulator.stats.pages_billed == 1174
+    assert sum(upstage_emulator.stats.async_submissions.values()) == 3
+
+    (docs / "bad.pdf").write_bytes(b"not a pdf")
+    refused = await run_cli("ocr", docs, "--dry-run", *url)
+    assert refused.code == 1
+    assert "1 refused" in refused.stdout
+    assert "cost: give --price-per-page" in refused.stdout

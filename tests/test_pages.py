@@ -321,3 +321,19 @@ async def test_a_part_with_a_failed_batch_is_repaired_in_original_pages(
     # Page 3 of each part (pages 3 and 15 of the original) is in a failing batch.
     assert info.value.missing_pages == (*range(1, 11), *range(13, 23))
     assert info.value.partial.source_pages == (11, 12, 23, 24)
+
+
+async def test_plan_uploads_nothing(
+    upstage_emulator: EmulatorThread, client: AsyncUpstageOCR
+) -> None:
+    """`plan` tells pages, route and parts as `ocr` would send them; errors are returned."""
+    long = await client.plan(make_pdf(1050), filename="long.pdf")
+    assert (long.pages, long.route, long.requests) == (1050, "parts", 2)
+    assert [pages[0] for pages, _route in long.parts] == [1, 526]
+    some = await client.plan(make_pdf(40), filename="forty.pdf", pages="3-5")
+    assert (some.pages, some.document_pages, some.route) == (3, 40, "sync")
+    assert some.describe == "3 pages of 40, sync"
+    bad = await client.plan(make_pdf(4), filename="four.pdf", pages="9")
+    assert isinstance(bad.error, PageRangeError)
+    assert bad.requests == 0
+    assert sum(upstage_emulator.stats.requests.values()) == 0

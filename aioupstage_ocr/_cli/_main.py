@@ -91,6 +91,16 @@ def _page_ranges(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number from 0, got {text}")
+    return value
+
+
 def _add_base_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
@@ -182,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RANGES",
         help="send only these pages of each input, e.g. 1-10,20,30- (only they are billed; "
         "the output's sourcePages says which page each one is)",
+    )
+    ocr.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="upload nothing: print how each input would be sent (pages, route, parts), "
+        "the totals and the cost; exit 1 if an input would be refused",
+    )
+    ocr.add_argument(
+        "--price-per-page",
+        type=_non_negative_float,
+        metavar="PRICE",
+        help="the price of a page, for --dry-run's cost (default: $UPSTAGE_PRICE_PER_PAGE)",
     )
     ocr.add_argument(
         "--allow-partial",
@@ -289,6 +311,8 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     if args.emulator and args.base_url:
         error("--emulator and --base-url exclude each other")
         return EXIT_USAGE
+    if args.dry_run:
+        return _dry_run(args)
     options = OcrOptions(
         inputs=tuple(args.inputs),
         output_dir=args.output_dir,
@@ -306,6 +330,29 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
         allow_partial=args.allow_partial,
     )
     return run_command(options)
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - only when asked
+
+    from ._ocr import quiet_libraries  # noqa: PLC0415 - the pipeline loads when used
+    from ._plan import dry_run, price_per_page  # noqa: PLC0415
+
+    try:
+        price = price_per_page(args.price_per_page)
+    except ValueError as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    quiet_libraries()
+    return asyncio.run(
+        dry_run(
+            tuple(args.inputs),
+            output_dir=args.output_dir,
+            mode=args.mode,
+            pages=args.pages,
+            price=price,
+        )
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
