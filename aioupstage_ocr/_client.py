@@ -257,6 +257,7 @@ class AsyncUpstageOCR:
         after_submit: SubmitHook | None = None,
         known_part: KnownHook | None = None,
         pages: str | Iterable[int] | None = None,
+        max_pages: int | None = None,
     ) -> BulkRun:
         """OCR many documents at once; an async iterator of `BulkItem` as each finishes.
 
@@ -268,7 +269,9 @@ class AsyncUpstageOCR:
         One bad document never stops the others: each item carries a `result`
         or an `error`. A failure that would hit every document alike (a refused
         key, no credit) ends the run early with that one error. `pages` and
-        cutting into parts work as in `ocr`. See `BulkRun` for the stages, the
+        cutting into parts work as in `ocr`. `max_pages` caps the pages the run
+        sends: once a document would pass it, no more are sent (their items
+        carry a `PageBudgetError`). See `BulkRun` for the stages, the
         hooks and `open_requests`.
         """
         return BulkRun(
@@ -284,6 +287,7 @@ class AsyncUpstageOCR:
             after_submit=after_submit,
             known_part=known_part,
             pages=None if pages is None else parse_pages(pages),
+            max_pages=max_pages,
         )
 
     async def get_request(self, request_id: str) -> RequestStatus:

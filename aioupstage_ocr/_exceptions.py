@@ -34,6 +34,7 @@ UpstageOCRError
 ├── IncompleteResultError              batches do not cover pages 1..total exactly once
 │   └── PartialResultError             pages whose batch failed, sent again, still missing
 ├── AmbiguousSubmitError               a submit may or may not have reached the service
+├── PageBudgetError                    not sent: it would take a bulk run past `max_pages`
 └── WaitTimeoutError                   `wait(timeout=...)` ran out (also a TimeoutError)
 ```
 
@@ -64,6 +65,7 @@ __all__ = [
     "LinkExpiredError",
     "MissingAPIKeyError",
     "NotFoundError",
+    "PageBudgetError",
     "PageRangeError",
     "PartialResultError",
     "PermissionDeniedError",
@@ -375,6 +377,22 @@ class AmbiguousSubmitError(APIError):
         self.reason = reason
         self.candidates = candidates
         super().__init__(f"{document}: {reason}")
+
+
+class PageBudgetError(UpstageOCRError):
+    """A document a bulk run did not send: its pages would take the run past `max_pages`.
+
+    Once one does not fit, the run sends no more documents (they get this too);
+    nothing was uploaded for them, so a later run can send them.
+    """
+
+    def __init__(self, document: str, reason: str) -> None:
+        self.document = document
+        self.reason = reason
+        super().__init__(f"{document}: not sent: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.document, self.reason))
 
 
 class WaitTimeoutError(UpstageOCRError, TimeoutError):

@@ -210,3 +210,31 @@ async def test_dry_run_on_a_folder_then_the_real_run(
     assert refused.code == 1
     assert "1 refused" in refused.stdout
     assert "cost: give --price-per-page" in refused.stdout
+
+
+@pytest.mark.upstage_emulator(batch_latency=0.0)
+async def test_max_pages_on_the_command_line(
+    upstage_emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """--max-pages: billed pages stay under N; the rest are skipped with the reason, then sent."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for k in range(4):
+        (docs / f"d{k}.pdf").write_bytes(make_pdf([f"doc {k} page {n}" for n in range(25)]))
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    args = ("ocr", docs, "-o", out, "--report", report, "--base-url", upstage_emulator.base_url)
+    ran = await run_cli(*args, "--max-pages", "60")
+    assert ran.code == 0, ran.stderr
+    assert upstage_emulator.stats.pages_billed == 50
+    rows = read_report(report)
+    statuses = sorted(str(row["status"]) for row in rows.values())
+    assert statuses == ["ok", "ok", "skipped", "skipped"]
+    for row in rows.values():
+        if row["status"] == "skipped":
+            error = row["error"]
+            assert isinstance(error, dict)
+            assert error["type"] == "PageBudgetError"
+    assert "--max-pages 60: 2 input(s) not sent" in ran.stderr
+    again = await run_cli(*args)  # the next run sends only what was skipped
+    assert again.code == 0, again.stderr
+    assert upstage_emulator.stats.pages_billed == 100

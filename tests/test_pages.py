@@ -17,6 +17,7 @@ from aioupstage_ocr import (
     DocumentLimits,
     DocumentTooLargeError,
     OCRResult,
+    PageBudgetError,
     PageRangeError,
     PartialResultError,
     format_pages,
@@ -337,3 +338,23 @@ async def test_plan_uploads_nothing(
     assert isinstance(bad.error, PageRangeError)
     assert bad.requests == 0
     assert sum(upstage_emulator.stats.requests.values()) == 0
+
+
+# --------------------------------------------------------------------------- budget
+
+
+@pytest.mark.upstage_emulator(batch_latency=0.0)
+async def test_max_pages_never_passed(
+    upstage_emulator: EmulatorThread, client: AsyncUpstageOCR
+) -> None:
+    """max_pages=70 over five 30-page documents: two sent, the rest never uploaded."""
+    docs = [make_pdf([f"doc {k} page {n}" for n in range(30)]) for k in range(5)]
+    items = [item async for item in client.ocr_many(docs, max_pages=70)]
+    sent = [item for item in items if item.ok]
+    skipped = [item for item in items if isinstance(item.error, PageBudgetError)]
+    assert (len(sent), len(skipped)) == (2, 3)
+    assert all("max_pages" in str(item.error) for item in skipped)
+    assert upstage_emulator.stats.pages_billed == 60
+    assert upstage_emulator.stats.uploads == 2
+    with pytest.raises(ValueError, match="max_pages"):
+        client.ocr_many(docs, max_pages=-1)

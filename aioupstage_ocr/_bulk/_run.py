@@ -24,6 +24,7 @@ from .._exceptions import (
     ConfigurationError,
     DocumentError,
     LinkExpiredError,
+    PageBudgetError,
     PermissionDeniedError,
     UpstageOCRError,
 )
@@ -83,6 +84,9 @@ class BulkRun:
     - `on_event`: called with each `BulkEvent`, synchronously (keep it cheap;
       an error in it is logged, not raised).
     - `pages`: only these pages of each document are sent (`parse_pages`).
+    - `max_pages`: the pages this run may send in all. A document that would
+      take it past them is not sent, and neither is any after it: their items
+      carry a `PageBudgetError` (a page count unknown before upload never fits).
     - `before_submit`: awaited with a `Submission` right before each document
       (or part of one) is sent; `after_submit` once an async request id is
       known; `known_part` before each part of a document cut into parts: a
@@ -114,6 +118,7 @@ class BulkRun:
         after_submit: SubmitHook | None = None,
         known_part: KnownHook | None = None,
         pages: PageRanges | None = None,
+        max_pages: int | None = None,
     ) -> None:
         if isinstance(documents, str | bytes | bytearray | memoryview | os.PathLike) or not (
             isinstance(documents, Iterable | AsyncIterable)
@@ -131,6 +136,11 @@ class BulkRun:
         self._documents = documents
         self._mode: Mode = mode
         self._pages = pages
+        if max_pages is not None and max_pages < 0:
+            raise ValueError(f"max_pages must not be negative, got {max_pages!r}")
+        self._max_pages = max_pages
+        self._pages_sent = 0  # pages this run has sent (or is sending), for `max_pages`
+        self._budget_spent: str | None = None  # why no more documents are sent
         pending = max_pending or DEFAULT_MAX_PENDING
         self._workers = engine.limits.max_open_documents
         # Preflight tasks; each takes whatever is queued, up to a batch.
@@ -413,7 +423,31 @@ class BulkRun:
                 except Exception as exc:  # noqa: BLE001 - one document's failure is its own item
                     self._failed(job, exc)
 
+    def _admit_pages(self, job: Job, prepared: PreparedDocument) -> None:
+        """Count `prepared`'s pages against `max_pages`, or raise `PageBudgetError`."""
+        if self._max_pages is None:
+            return
+        if self._budget_spent is None:
+            pages = prepared.pages
+            if pages is None:
+                self._budget_spent = (
+                    f"its page count is not known before upload, and this run may send "
+                    f"at most {self._max_pages} pages (max_pages)"
+                )
+            elif self._pages_sent + pages > self._max_pages:
+                self._budget_spent = (
+                    f"{pages} more pages would take this run past {self._max_pages} pages "
+                    f"(max_pages; {self._pages_sent} sent)"
+                )
+            else:
+                self._pages_sent += pages
+                return
+            logger.warning("%s: %s; no more documents are sent", job.name, self._budget_spent)
+            raise PageBudgetError(job.name, self._budget_spent)
+        raise PageBudgetError(job.name, f"the page budget was spent ({self._budget_spent})")
+
     async def _submit(self, job: Job, prepared: PreparedDocument) -> None:
+        self._admit_pages(job, prepared)
         if prepared.parts:  # its parts are sent and waited for here, in this worker
             assert self._scheduler is not None
             result = await self._engine.run_parts(

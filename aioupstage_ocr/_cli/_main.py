@@ -194,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the output's sourcePages says which page each one is)",
     )
     ocr.add_argument(
+        "--max-pages",
+        type=_positive_int,
+        metavar="N",
+        help="send at most N pages in this run: once an input would pass them, it and "
+        "the rest are skipped (not sent)",
+    )
+    ocr.add_argument(
         "--dry-run",
         action="store_true",
         help="upload nothing: print how each input would be sent (pages, route, parts), "
@@ -328,6 +335,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         pages=args.pages,
         allow_partial=args.allow_partial,
+        max_pages=args.max_pages,
     )
     return run_command(options)
 

@@ -61,6 +61,7 @@ from .._exceptions import (
     ConfigurationError,
     DocumentError,
     MissingAPIKeyError,
+    PageBudgetError,
     PartialResultError,
     PermissionDeniedError,
     UpstageOCRError,
@@ -123,6 +124,7 @@ class OcrOptions:
     quiet: bool = False
     pages: str | None = None
     allow_partial: bool = False
+    max_pages: int | None = None
 
 
 # --------------------------------------------------------------------------- entry point
@@ -306,6 +308,11 @@ async def run_ocr(
                 _resume_hint(run)
                 raise
         interrupted = stopper.requested
+        if run.over_budget:
+            display.message(
+                f"--max-pages {options.max_pages}: {run.over_budget} input(s) not sent "
+                "(skipped, not in the journal): run again to send them"
+            )
         display.summary(interrupted=interrupted, report=report.path if report else None)
         if run.fatal is not None:
             error(_fatal_message(run.fatal))
@@ -413,6 +420,7 @@ class OcrCommand:
         self.display = display
         self.stopper = stopper
         self.fatal: Exception | None = None
+        self.over_budget = 0  # inputs not sent: --max-pages was reached
         self._meta: dict[str, _Meta] = {}
         self._unresolved = Unresolved()
         self._waiting: dict[str, _Waiting] = {}
@@ -439,6 +447,7 @@ class OcrCommand:
             after_submit=self._after_submit,
             known_part=self._known_part if self.options.resume else None,
             pages=self.options.pages,
+            max_pages=self.options.max_pages,
         )
         async with anyio.create_task_group() as group:
             self._group = group
@@ -753,6 +762,10 @@ class OcrCommand:
             )
             return
         error = item.error or UpstageOCRError(f"{key}: no result")
+        if isinstance(error, PageBudgetError):  # never sent: the journal leaves it for next time
+            self.over_budget += 1
+            await self._row(ReportRow(key, "skipped", mode=item.route, error=error_of(error)))
+            return
         await self.journal.record_failed(
             key, type(error).__name__, str(error), sha256=sha256, **stat
         )
