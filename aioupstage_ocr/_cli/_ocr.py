@@ -764,7 +764,7 @@ class OcrCommand:
         error = item.error or UpstageOCRError(f"{key}: no result")
         if isinstance(error, PageBudgetError):  # never sent: the journal leaves it for next time
             self.over_budget += 1
-            await self._row(ReportRow(key, "skipped", mode=item.route, error=error_of(error)))
+            await self._row(ReportRow(key, "skipped", mode=item.route, reason=str(error)))
             return
         await self.journal.record_failed(
             key, type(error).__name__, str(error), sha256=sha256, **stat
