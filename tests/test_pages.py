@@ -192,30 +192,21 @@ def _check_whole(result: OCRResult, pages: int) -> None:
     assert result.source_pages == tuple(range(1, pages + 1))
 
 
+@pytest.mark.parametrize(
+    ("pages", "parts"), [(1050, 2), pytest.param(2500, 3, marks=pytest.mark.slow)]
+)
 @pytest.mark.upstage_emulator(batch_latency=0.0, workers=8)
-async def test_1050_pages_come_back_whole(
-    upstage_emulator: EmulatorThread, client: AsyncUpstageOCR
+async def test_long_documents_come_back_whole(
+    upstage_emulator: EmulatorThread, client: AsyncUpstageOCR, pages: int, parts: int
 ) -> None:
-    """Over async_max_pages: two parts, each its own request, merged in order, billed once."""
-    data = make_pdf(1050)
+    """Over async_max_pages: even parts, each its own request, merged in order, billed once."""
+    data = make_pdf(pages)
     result = await client.ocr(data, filename="long.pdf")
-    _check_whole(result, 1050)
+    _check_whole(result, pages)
     stats = upstage_emulator.stats
-    assert stats.pages_billed == 1050
-    assert sum(stats.async_submissions.values()) == 2
+    assert stats.pages_billed == pages
+    assert sum(stats.async_submissions.values()) == parts
     assert stats.submissions(sha(data)) == 0  # the whole was never uploaded
-
-
-@pytest.mark.slow
-@pytest.mark.upstage_emulator(batch_latency=0.0, workers=8)
-async def test_2500_pages_come_back_whole(
-    upstage_emulator: EmulatorThread, client: AsyncUpstageOCR
-) -> None:
-    data = make_pdf(2500)
-    result = await client.ocr(data, filename="longer.pdf")
-    _check_whole(result, 2500)
-    assert upstage_emulator.stats.pages_billed == 2500
-    assert sum(upstage_emulator.stats.async_submissions.values()) == 3
 
 
 async def test_a_scan_over_the_size_limit(
