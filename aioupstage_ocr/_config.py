@@ -79,8 +79,10 @@ class Limits:
     """How much runs at once.
 
     - `max_connections`: the aiohttp connection pool (all hosts).
-    - `max_concurrency`: API requests in flight across every stage (submits,
-      polls, lists), the one limit the service sees.
+    - `max_concurrency`: the most API requests in flight across every stage
+      (submits, polls, lists), the one limit the service sees. The client
+      finds how many the service takes (from 16, growing while its latency
+      holds, shrinking when it climbs or on 429/503) up to this ceiling.
     - `max_downloads`: batch downloads in flight; they go to the storage host,
       not the API, so they have their own limit beside `max_concurrency`.
     - `max_polls`: status fetches in flight (within `max_concurrency`).
@@ -89,10 +91,10 @@ class Limits:
     """
 
     max_connections: int = 64
-    max_concurrency: int = 16
+    max_concurrency: int = 64
     max_downloads: int = 8
     max_polls: int = 4
-    max_open_documents: int = 32
+    max_open_documents: int = 64
 
     def __post_init__(self) -> None:
         for name in (

@@ -423,6 +423,10 @@ class Pacer:
             f"paused_until={self._paused_until!r})"
         )
 
+    def now(self) -> float:
+        """The clock this pacer reads (the time `acquire` returns)."""
+        return self._clock()
+
     @property
     def paused_until(self) -> float:
         """Clock time before which no request starts (-inf when never paused)."""

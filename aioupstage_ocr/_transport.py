@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import io
 import logging
@@ -41,6 +40,7 @@ import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from ._concurrency import AdaptiveConcurrency
 from ._config import (
     DEFAULT_LIMITS,
     DEFAULT_RATE,
@@ -105,6 +105,8 @@ _USER_AGENT = f"aioupstage-ocr/{_version()}"
 _MESSAGE_MAX = 1000
 # Gateway errors: the service behind the gateway may have taken the request.
 _AMBIGUOUS_STATUSES = frozenset({502, 504})
+# The service saying "too much": the concurrency window shrinks.
+_PUSHBACK_STATUSES = frozenset({429, 503})
 
 
 class SubmitAttempt(Protocol):
@@ -219,12 +221,12 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        # Algorithm: semaphore ("at most N at once") for each kind of traffic.
-        self._api_limiter = anyio.CapacityLimiter(limits.max_concurrency)
-        # Uploads take at most all but one of those slots: a burst of uploads
-        # (seconds each, on a busy service) never leaves status fetches queued
-        # behind it, so a finished request is seen while the rest still upload.
-        self._upload_limiter = anyio.CapacityLimiter(max(1, limits.max_concurrency - 1))
+        #: API requests in flight: a window found from the service's latency and
+        #: push-back, at most `Limits.max_concurrency`. Uploads take at most all
+        #: but one of its slots: a burst of uploads (seconds each, on a busy
+        #: service) never leaves status fetches queued behind it.
+        self.concurrency = AdaptiveConcurrency(limits.max_concurrency)
+        # Algorithm: semaphore ("at most N at once").
         self._download_limiter = anyio.CapacityLimiter(limits.max_downloads)
         self._clock_offset: float | None = None  # server clock minus ours, from `Date`
         self._last_date: str | None = None
@@ -490,8 +492,11 @@ class Transport:
         # The page budget (PPM) is waited out before taking a concurrency slot, so
         # a large document waiting for its pages never holds up polls.
         await self.pacer.acquire_pages(pages)
-        uploads = self._upload_limiter if document is not None else contextlib.nullcontext()
-        async with uploads, self._api_limiter:
+        window = self.concurrency
+        slot = await window.acquire(upload=document is not None)
+        latency: float | None = None
+        status = 0
+        try:
             started = await self.pacer.acquire()
             body: bytes | io.IOBase | None = None
             try:
@@ -502,12 +507,23 @@ class Transport:
                     data = _form(fields or {}, document, body)
                 if before_send is not None:
                     before_send()
+                sent = self.pacer.now()
+                slot.sent(sent, window.in_flight)
                 status, response_headers, content = await self._exchange(
                     method, url, headers=headers, data=data, seconds=timeout
                 )
+                if document is not None and 200 <= status < 300:
+                    latency = self.pacer.now() - sent
             finally:
                 if isinstance(body, io.IOBase):
                     body.close()
+        finally:
+            window.release(
+                slot,
+                latency=latency,
+                key=(kind, (document.pages or 1).bit_length() if document is not None else 0),
+                pushed_back=status in _PUSHBACK_STATUSES,
+            )
         self._note_date(response_headers)
         if 200 <= status < 300:
             self.pacer.on_success(started)

@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=_positive_int,
         metavar="N",
-        help="HTTP requests in flight at once (default 16)",
+        help="the most HTTP requests in flight at once; the client finds how many the "
+        "service takes, up to this (default 64)",
     )
     ocr.add_argument(
         "--rps",

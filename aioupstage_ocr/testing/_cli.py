@@ -35,6 +35,7 @@ _HELP = {
     "batch_size": "pages per async batch (default %(default)s)",
     "rps": "API requests per second before 429s (default: no limit)",
     "ppm": "pages per minute before 429s (default: no limit)",
+    "capacity": "sync calls processed at once; the rest queue (default: no limit)",
     "retry_after": "send Retry-After with 429s (default: yes)",
     "error_rate": "share of answers that are 5xx (default %(default)s)",
     "error_statuses": "comma-separated statuses of injected errors (default 500,502,503)",
@@ -77,6 +78,7 @@ def _words(text: str) -> tuple[str, ...]:
 
 _TYPES: dict[str, Callable[[str], Any]] = {
     "int": int,
+    "int | None": int,
     "float": float,
     "float | None": float,
     "str": str,

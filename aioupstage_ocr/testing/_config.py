@@ -75,6 +75,8 @@ class EmulatorConfig:
     - `rps`: API requests per second (submits, polls and lists), `ppm`: pages per
       minute submitted; beyond them a 429, with `Retry-After` if `retry_after`
       (whole seconds, or an HTTP date with `retry_after_date`).
+    - `capacity`: sync calls processed at once; the rest wait their turn (first
+      come, first served), so latency grows with the queue past it (None: no limit).
 
     Faults (shares from 0 to 1):
     - `error_rate`: answers with one of `error_statuses` before doing the work.
@@ -106,6 +108,7 @@ class EmulatorConfig:
     batch_size: int = 10
     rps: float | None = None
     ppm: float | None = None
+    capacity: int | None = None
     retry_after: bool = True
     retry_after_date: bool = False
     error_rate: float = 0.0
@@ -150,6 +153,8 @@ class EmulatorConfig:
             raise ConfigurationError(
                 "EmulatorConfig.fail_pages count from 1, and fail_times must not be negative"
             )
+        if self.capacity is not None and self.capacity < 1:
+            raise ConfigurationError("EmulatorConfig.capacity must be at least 1 or None")
         if self.batch_retries < 0:
             raise ConfigurationError("EmulatorConfig.batch_retries must not be negative")
         if not self.error_statuses or any(not 400 <= s <= 599 for s in self.error_statuses):

@@ -153,6 +153,7 @@ class UpstageEmulator:
         self._signer = LinkSigner()
         self._reading: dict[str, asyncio.Future[DocumentContent]] = {}
         self._rps: GCRA | None = None
+        self._slots: tuple[int, asyncio.Semaphore] | None = None  # `capacity` and its slots
         self._ppm: GCRA | None = None
         self._build_limiters()
         self._changed = asyncio.Event()
@@ -724,7 +725,7 @@ class UpstageEmulator:
                 "the request timed out; send long documents to the async endpoint",
             )
         if latency:
-            await asyncio.sleep(latency)
+            await self._process(latency)
         if recording is not None:  # the recorded answer, byte for byte
             body = recording.body
         else:
@@ -740,6 +741,20 @@ class UpstageEmulator:
         if self._drops("sync", sha, attempt):
             return self._drop(request)
         return web.Response(body=body, content_type=_JSON)
+
+    async def _process(self, seconds: float) -> None:
+        """Work `seconds` on a sync call, within `capacity` (a queue past it)."""
+        capacity = self._config.capacity
+        if capacity is None:
+            await asyncio.sleep(seconds)
+            return
+        if self._slots is None or self._slots[0] != capacity:
+            self._slots = (capacity, asyncio.Semaphore(capacity))
+        slots = self._slots[1]
+        if slots.locked():
+            self.stats.queued += 1
+        async with slots:
+            await asyncio.sleep(seconds)
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         upload = await self._upload("async", request)

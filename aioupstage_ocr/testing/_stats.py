@@ -16,6 +16,7 @@ class EmulatorStats:
       `download`, `other`), whatever their outcome.
     - `statuses`: answers sent per HTTP status (dropped connections not included).
     - `rate_limited`: 429s sent.
+    - `queued`: sync calls that found the service at its `capacity` and waited.
     - `uploads`, `upload_bytes`: POSTs to the OCR routes, and their declared bytes,
       whatever their outcome (a preflight that refuses a document uploads nothing).
     - `sync_submissions`, `async_submissions`: submissions the service took on,
@@ -33,6 +34,7 @@ class EmulatorStats:
     requests: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     rate_limited: int = 0
+    queued: int = 0
     uploads: int = 0
     upload_bytes: int = 0
     sync_submissions: Counter[str] = field(default_factory=Counter)
