@@ -56,6 +56,7 @@ from ._exceptions import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    AuthenticationError,
     ConfigurationError,
     LinkExpiredError,
     MissingAPIKeyError,
@@ -389,6 +390,21 @@ class Transport:
             what="request list",
             on_retry=on_retry,
         )
+
+    async def check_key(self) -> bool:
+        """GET the request list once, not retried: a fast authenticated call.
+
+        True when it was answered (the key is valid); False when the answer
+        says nothing of the key (throttled, a 5xx, no connection). A refused
+        key raises `AuthenticationError`.
+        """
+        try:
+            await self._api("GET", REQUESTS_PATH, kind="request")
+        except AuthenticationError:
+            raise
+        except APIError:
+            return False
+        return True
 
     async def download(
         self,

@@ -33,6 +33,7 @@ from aioupstage_ocr import (
     UnprocessableEntityError,
     UnsupportedFormatError,
 )
+from aioupstage_ocr._bulk._gate import FIRST_WAVE, KEY_WAVE, KeyGate
 from aioupstage_ocr._retry import RetryEvent
 from aioupstage_ocr.testing import UpstageEmulator, emulated_text, make_image, make_pdf, page_text
 
@@ -355,7 +356,7 @@ async def test_arguments_are_checked(client: AsyncUpstageOCR) -> None:
 async def test_wrong_key_stops_the_run_at_once(
     upstage_emulator: UpstageEmulator, retry_testing: None
 ) -> None:
-    """500 inputs with a refused key: one request, one AuthenticationError, nothing yielded."""
+    """500 inputs with a refused key: the probe and the first wave, one AuthenticationError."""
     taken: list[BulkItem] = []
     async with AsyncUpstageOCR("wrong-key-123", base_url=upstage_emulator.base_url) as client:
         run = client.ocr_many(unique_png(n) for n in range(500))
@@ -363,7 +364,7 @@ async def test_wrong_key_stops_the_run_at_once(
             await drain(run, taken)
     requests = sum(upstage_emulator.stats.requests.values())
     print(f"wrong key: {requests} request(s) for 500 inputs, {run.stats.queued} taken")
-    assert requests < 20
+    assert requests <= 1 + FIRST_WAVE
     assert taken == []
     assert "wrong-key-123" not in str(caught.value)
     assert any("bulk run stopped" in note for note in caught.value.__notes__)
@@ -373,10 +374,55 @@ async def test_wrong_key_stops_the_run_at_once(
 async def test_no_credit_stops_the_run(
     client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
 ) -> None:
-    """A 403 from the API (no credit) stops the run like a refused key."""
+    """A 403 from the API (no credit) stops the run within the key gate's wave."""
     with pytest.raises(PermissionDeniedError):
-        await collect(client.ocr_many([unique_png(n) for n in range(100)]))
-    assert upstage_emulator.stats.uploads < 20
+        await collect(client.ocr_many([unique_png(n) for n in range(500)]))
+    assert upstage_emulator.stats.uploads <= KEY_WAVE
+
+
+async def test_key_gate_lets_waves_through() -> None:
+    """A few unproven, more once the key is valid, all once an answer showed it works."""
+    probes: list[str] = []
+    gate = KeyGate(lambda: probes.append("probe"))
+    passed: list[bool] = []
+
+    async def enter() -> None:
+        passed.append(await gate.enter())
+
+    async with anyio.create_task_group() as group:
+        for _ in range(KEY_WAVE + 10):
+            group.start_soon(enter)
+        await anyio.wait_all_tasks_blocked()
+        assert passed == [True] * FIRST_WAVE
+        assert probes == ["probe"]
+        gate.key_valid()
+        await anyio.wait_all_tasks_blocked()
+        assert passed == [True] * KEY_WAVE
+        gate.open(False)  # not an unproven document's answer: changes nothing
+        await anyio.wait_all_tasks_blocked()
+        assert len(passed) == KEY_WAVE
+        gate.open(True)
+    assert passed == [True] * KEY_WAVE + [False] * 10
+    assert await gate.enter() is False
+    assert probes == ["probe"]
+
+
+@pytest.mark.upstage_emulator(sync_latency=0.3)
+async def test_the_first_wave_is_not_one_document(client: AsyncUpstageOCR) -> None:
+    """No start-up penalty: many documents are out before the first one returns."""
+    sent_before_first_answer: list[int] = []
+    submitted = 0
+
+    def watch(event: BulkEvent) -> None:
+        nonlocal submitted
+        if event.kind == "submitted":
+            submitted += 1
+        elif event.kind in ("finished", "failed") and not sent_before_first_answer:
+            sent_before_first_answer.append(submitted)
+
+    items = await collect(client.ocr_many([unique_png(n) for n in range(40)], on_event=watch))
+    assert all(item.ok for item in items)
+    assert sent_before_first_answer[0] > FIRST_WAVE  # the probe said the key is valid
 
 
 async def test_failing_hook_stops_the_run(

@@ -37,9 +37,11 @@ Bounds, whatever the number of inputs:
 A failure that every document would meet the same way (a refused key, no
 credit left, a closed client, a journal hook that failed) stops the run: the
 iterator hands out what had finished, then raises that one error, and
-`open_requests` lists what was submitted and not handed over. Until one
-submit has shown that the key works, documents are sent one at a time, so a
-wrong key costs one request, not thousands.
+`open_requests` lists what was submitted and not handed over. Until an
+answer has shown that the key works, only a wave of documents goes out (4,
+then 32 once a request list, sent beside them, showed the key valid), so a
+wrong key costs 5 requests and no credit at most 33, not thousands, and the
+second upload never waits for the first one's OCR.
 
 The parts, each in its own module:
 

@@ -160,6 +160,7 @@ class BulkRun:
             fatal=self._is_fatal,
             accepted=self._accepted,
             known_part=known_part,
+            on_first=self._probe_key_soon,
         )
         self._state = RunState.NEW
         self._started_at: float | None = None
@@ -464,6 +465,31 @@ class BulkRun:
             return
         assert self._task_group is not None
         self._task_group.start_soon(self._wait, job, sent.document)
+
+    def _probe_key_soon(self) -> None:
+        if self._task_group is not None:
+            self._task_group.start_soon(self._probe_key)
+
+    async def _probe_key(self) -> None:
+        """List requests (a fast authenticated call) beside the first documents.
+
+        A refused key stops the run at once; a valid one lets the key gate's
+        wider wave go; anything else says nothing (the documents will tell).
+        Once a document's answer opened the gate the probe is dropped.
+        """
+        async with anyio.create_task_group() as group:
+
+            async def drop_when_open() -> None:
+                await self._sender.wait_open()
+                group.cancel_scope.cancel()
+
+            group.start_soon(drop_when_open)
+            try:
+                if await self._engine.transport.check_key():
+                    self._sender.key_valid()
+            except AuthenticationError as exc:
+                self._stop(exc)
+            group.cancel_scope.cancel()
 
     def _accepted(self, job: Job) -> None:
         assert job.request_id is not None

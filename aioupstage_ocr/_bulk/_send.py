@@ -25,9 +25,9 @@ class Sender:
     what they raise stops the run (`RunStopped`); `accepted` hears of each
     async request of a whole document before `after_submit` runs (it is paid
     for); `known_part` may give a part's request id from an earlier run
-    (`known`). The `KeyGate` holds every
-    document but the first until one answer shows the key works; an error
-    `fatal` says would hit them all keeps it shut.
+    (`known`). The `KeyGate` lets a few documents go until one answer shows
+    the key works (`on_first` hears of the first, `key_valid` widens the
+    wave); an error `fatal` says would hit them all keeps it shut.
     """
 
     __slots__ = (
@@ -55,6 +55,7 @@ class Sender:
         fatal: Callable[[BaseException], bool],
         accepted: Callable[[Job], None],
         known_part: KnownHook | None = None,
+        on_first: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._counters = counters
@@ -65,7 +66,15 @@ class Sender:
         self._fatal = fatal
         self._accepted = accepted
         self._known = known_part
-        self._gate = KeyGate()
+        self._gate = KeyGate(on_first)
+
+    async def wait_open(self) -> None:
+        """Wait until an answer showed the key works (no probe needed then)."""
+        await self._gate.wait_open()
+
+    def key_valid(self) -> None:
+        """The key is known valid (a probe said): more documents may go before an answer."""
+        self._gate.key_valid()
 
     async def send(self, job: Job, prepared: PreparedDocument) -> Sent:
         """Send `job`'s document; the sync result, or the async request id (on `job` too)."""
