@@ -17,9 +17,10 @@ outlives the run.
 
 ```
 input --> feeder --jobs--> preflight (2-4 tasks) --ready--> submit (max_open_documents tasks)
-          (window)         up to 8 per worker-thread        sync: the answer is the result
-                           trip; identical files wait       async: PollScheduler.track,
-                           for the first one                one waiting task per request
+          (window)         up to 8 per worker-thread  (async  sync: the answer is the result
+                           trip; identical files wait  and    async: PollScheduler.track,
+                           for the first one           most   one waiting task per request
+                                                       pages first)
       --> items (reordered when `ordered`) --> your loop
 ```
 
@@ -49,6 +50,7 @@ The parts, each in its own module:
 - `_events`: `BulkEvent`, `BulkStats`; `_counters`: the stats and `on_event`;
 - `_feed`: reading the input lazily; `_window`: the `max_pending` window;
 - `_prepare`: preflight in batches; `_dedupe`: identical documents once;
+- `_ready`: prepared documents waiting for a sender, longest work first;
 - `_send`: one document through the key gate (`_gate`), the journal hooks and
   the `Engine`; `_outbox`: items out, reordered; `_items`: the loop's iterator;
 - `_jobs`: a document's state on its way; `_run`: `BulkRun`, the facade that

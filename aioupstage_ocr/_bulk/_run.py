@@ -40,6 +40,7 @@ from ._items import Items
 from ._jobs import Job, RunStopped, single
 from ._outbox import Outbox
 from ._prepare import BATCH, next_batch, prepare_all
+from ._ready import ReadyQueue
 from ._send import Sender
 from ._types import BulkItem, KnownHook, Resume, SubmitHook, name_of
 from ._window import AdmissionWindow
@@ -333,12 +334,14 @@ class BulkRun:
                     jobs_send, jobs = anyio.create_memory_object_stream[Job](
                         self._preflighters * BATCH
                     )
-                    ready_send, ready = anyio.create_memory_object_stream[_Ready](0)
-                    async with jobs, ready, ready_send:
+                    # Waiting for a sender, longest work first; a document is
+                    # overtaken by at most as many as are sent at once.
+                    ready = ReadyQueue[_Ready](self._preflighters, patience=self._workers)
+                    async with jobs:
                         for _ in range(self._preflighters):
-                            group.start_soon(self._preflight, jobs.clone(), ready_send.clone())
+                            group.start_soon(self._preflight, jobs.clone(), ready)
                         for _ in range(self._workers):
-                            group.start_soon(self._work, ready.clone())
+                            group.start_soon(self._work, ready)
                     group.start_soon(self._feed, jobs_send)
         except Exception as exc:  # noqa: BLE001 - the input's own error, or a bug: the loop raises it
             self._advance(RunState.STOPPING)
@@ -383,10 +386,18 @@ class BulkRun:
         self._task_group.start_soon(self._wait, job)
 
     async def _preflight(
-        self, jobs: MemoryObjectReceiveStream[Job], ready: MemoryObjectSendStream[_Ready]
+        self, jobs: MemoryObjectReceiveStream[Job], ready: ReadyQueue[_Ready]
     ) -> None:
         """Prepare what is queued in one trip to a worker thread; pass on what is new."""
-        async with jobs, ready:
+        try:
+            await self._preflight_all(jobs, ready)
+        finally:
+            ready.done()
+
+    async def _preflight_all(
+        self, jobs: MemoryObjectReceiveStream[Job], ready: ReadyQueue[_Ready]
+    ) -> None:
+        async with jobs:
             async for first in jobs:
                 batch = next_batch(first, jobs)
                 now = time.monotonic()
@@ -400,7 +411,7 @@ class BulkRun:
                     if not isinstance(outcome, PreparedDocument):
                         self._failed(job, outcome)
                     elif self._preflighted(job, outcome):
-                        await ready.send((job, outcome))
+                        ready.put((job, outcome), outcome)
 
     def _preflighted(self, job: Job, prepared: PreparedDocument) -> bool:
         """Note a prepared document; False when an identical one in flight will serve it."""
@@ -416,13 +427,13 @@ class BulkRun:
             return False
         return True
 
-    async def _work(self, ready: MemoryObjectReceiveStream[_Ready]) -> None:
-        async with ready:
-            async for job, prepared in ready:
-                try:
-                    await self._submit(job, prepared)
-                except Exception as exc:  # noqa: BLE001 - one document's failure is its own item
-                    self._failed(job, exc)
+    async def _work(self, ready: ReadyQueue[_Ready]) -> None:
+        while (taken := await ready.get()) is not None:
+            job, prepared = taken
+            try:
+                await self._submit(job, prepared)
+            except Exception as exc:  # noqa: BLE001 - one document's failure is its own item
+                self._failed(job, exc)
 
     def _admit_pages(self, job: Job, prepared: PreparedDocument) -> None:
         """Count `prepared`'s pages against `max_pages`, or raise `PageBudgetError`."""
