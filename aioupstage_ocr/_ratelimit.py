@@ -3,9 +3,11 @@
 - `TokenBucket`: "N per second" with a small burst, fair (FIFO); a cost over
   the capacity still passes (the balance goes into debt).
 - `AdaptiveRate`: AIMD, finds the pace from 429s when no `rps` is set.
+- `HeaderBudget`: what the service's rate-limit headers say is left, spent
+  evenly until the window resets.
 - `Pacer`: the one gate every API request passes, built from `RateLimit`:
-  the RPS limit (fixed or adaptive), the PPM budget, and the pause that a
-  `Retry-After` puts on every sender.
+  the RPS limit (fixed or adaptive), the PPM budget, the budget the headers
+  tell, and the pause that a `Retry-After` puts on every sender.
 
 Every piece reads time from `clock` and waits with `sleep` (by default the
 event loop's clock, as `anyio.current_time` gives it, and `anyio.sleep`), so
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -25,7 +28,17 @@ import anyio
 from ._config import DEFAULT_RATE, DEFAULT_RETRIES, RateLimit
 from ._retry import is_testing
 
-__all__ = ["AdaptiveRate", "Clock", "Pacer", "PacerStats", "Sleep", "TokenBucket", "loop_time"]
+__all__ = [
+    "AdaptiveRate",
+    "Clock",
+    "HeaderBudget",
+    "Pacer",
+    "PacerStats",
+    "Sleep",
+    "TokenBucket",
+    "loop_time",
+    "parse_reset",
+]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -309,6 +322,150 @@ class AdaptiveRate:
             self._bucket.set_rate(rate)
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Requests of the budget kept back: answers race, clocks differ by a little.
+_RESERVE = 2.0
+# A reset this large is a moment (epoch seconds, as GitHub sends), not a delay.
+_EPOCH = 1e9
+# Families of rate-limit headers: (limit, remaining, reset), the first one present wins.
+_HEADER_FAMILIES = (
+    ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"),
+    ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"),
+    ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"),
+)
+
+
+def parse_reset(value: str, now_epoch: float) -> float | None:
+    """Seconds until a rate-limit window resets: `12`, `1.5`, `20ms`, `6m0s`, `1h2m3s`, or
+    an epoch time; None when unreadable."""
+    text = value.strip().lower()
+    try:
+        number = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        return sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(number) or number < 0:
+        return None
+    return max(0.0, number - now_epoch) if number > _EPOCH else number
+
+
+def _policy_window(value: str | None) -> float | None:
+    """The window (`w=`, seconds) of the first policy in `RateLimit-Policy: 100;w=60`."""
+    if not value:
+        return None
+    for param in value.split(",")[0].split(";")[1:]:
+        name, _, number = param.strip().partition("=")
+        if name.strip().lower() == "w":
+            try:
+                return float(number)
+            except ValueError:
+                return None
+    return None
+
+
+class HeaderBudget:
+    """What the service's rate-limit headers say is left, as a token bucket paced before any 429.
+
+    Reads the first family present of `x-ratelimit-limit-requests` /
+    `-remaining-requests` / `-reset-requests` (a duration: `1s`, `6m0s`,
+    `20ms`), `RateLimit-Limit` / `-Remaining` / `-Reset` (delta-seconds;
+    `RateLimit-Policy`'s `w=` when no reset is given) and `x-ratelimit-limit`
+    / `-remaining` / `-reset` (epoch seconds).
+
+    Algorithm: token bucket seeded from each answer. `remaining` is the
+    balance when the service answered, less the requests sent since the
+    answered one went out (the answer could not count them); with `limit`,
+    the refill rate is what the reset says: (limit - remaining) / reset,
+    less 5 %; a request waits while the balance is below three (two are
+    kept back: answers race each other, and clocks differ). Without a
+    `limit`, the requests left are spread evenly over the time to the reset.
+    Without such headers it never delays.
+    """
+
+    __slots__ = ("_at", "_limit", "_rate", "_reset_at", "_sent", "_tokens")
+
+    def __init__(self) -> None:
+        self._limit: float | None = None
+        self._tokens: float | None = None  # balance at `_at`
+        self._rate: float | None = None  # refill, per second
+        self._at = -math.inf
+        self._reset_at = -math.inf
+        self._sent: deque[float] = deque(maxlen=1024)  # when requests went out
+
+    def __repr__(self) -> str:
+        return f"HeaderBudget(limit={self._limit!r}, tokens={self._tokens!r}, rate={self._rate!r})"
+
+    @property
+    def remaining(self) -> float | None:
+        """Requests the budget allows at once, as last said and counted since (None: unknown)."""
+        return self._tokens
+
+    def update(
+        self, headers: Mapping[str, str], now: float, now_epoch: float, sent_at: float = -math.inf
+    ) -> None:
+        """Read the headers of the answer to a request sent at `sent_at` (clock times)."""
+        for limit_name, remaining_name, reset_name in _HEADER_FAMILIES:
+            remaining_text = headers.get(remaining_name)
+            if remaining_text is None:
+                continue
+            try:
+                remaining = float(remaining_text)
+                limit_text = headers.get(limit_name)
+                limit = float(limit_text.split(",")[0]) if limit_text else None
+            except ValueError:
+                return
+            reset_text = headers.get(reset_name)
+            reset = parse_reset(reset_text, now_epoch) if reset_text else None
+            if reset is None:
+                reset = _policy_window(headers.get("ratelimit-policy"))
+            if reset is None or remaining < 0 or not math.isfinite(remaining):
+                return
+            if limit is not None and remaining < limit and reset > 0:
+                self._rate = 0.95 * (limit - remaining) / reset
+            elif limit is None:
+                self._rate = None
+            later = sum(1 for t in self._sent if t > sent_at)
+            self._limit, self._tokens, self._at = limit, remaining - later, now
+            self._reset_at = now + reset
+            return
+
+    def _balance(self, now: float) -> float:
+        assert self._tokens is not None
+        if self._rate is None:
+            return self._tokens
+        balance = self._tokens + max(0.0, now - self._at) * self._rate
+        return min(balance, self._limit) if self._limit is not None else balance
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the next request may go."""
+        if self._tokens is None:
+            return 0.0
+        balance = self._balance(now) - _RESERVE
+        if balance >= 1:
+            if self._rate is not None or now >= self._reset_at:
+                return 0.0
+            # No refill rate known: spread what is left over the time left.
+            last = self._sent[-1] if self._sent else -math.inf
+            return max(0.0, last + (self._reset_at - now) / balance - now)
+        if self._rate is not None:
+            return (1 - balance) / self._rate
+        return max(0.0, self._reset_at - now)
+
+    def spend(self, now: float) -> None:
+        """A request goes out now."""
+        self._sent.append(now)
+        if self._tokens is None:
+            return
+        if self._rate is None and now >= self._reset_at:
+            self._tokens = None  # the window the headers spoke of is over
+            return
+        self._tokens = self._balance(now) - 1
+        self._at = now
+
+
 @dataclass(frozen=True, slots=True)
 class PacerStats:
     """A snapshot of a `Pacer`.
@@ -341,11 +498,15 @@ class Pacer:
     its slot for good, else an `AdaptiveRate` when `adaptive`, else none. PPM is a
     `TokenBucket` at ppm/60 pages per second holding one second of pages. A
     `Retry-After` holds every sender until it has passed (capped at
-    `max_pause`). With no limit at all, `acquire` is a clock read and a compare.
+    `max_pause`). What the service's rate-limit headers say is left
+    (`HeaderBudget`) paces every sender before any 429. With no limit at
+    all and no such headers, `acquire` is a clock read and two compares.
     """
 
     __slots__ = (
         "_adaptive",
+        "_budget",
+        "_budget_lock",
         "_clock",
         "_limited",
         "_max_pause",
@@ -387,6 +548,8 @@ class Pacer:
         )
         self._limited = self._rps is not None or self._adaptive is not None or self._ppm is not None
         self._max_pause = max_pause
+        self._budget = HeaderBudget()
+        self._budget_lock = anyio.Lock(fast_acquire=True)
         self._paused_until = -math.inf
         self._throttles = 0
         self._pauses = 0
@@ -459,6 +622,10 @@ class Pacer:
         now = self._clock()
         if now < self._paused_until:
             now = await self._wait_pause(now)
+        if self._budget.remaining is not None:
+            now = await self._wait_budget(now)
+        else:
+            self._budget.spend(now)
         return now
 
     async def acquire_pages(self, pages: int) -> None:
@@ -481,9 +648,30 @@ class Pacer:
         now = self._clock()
         if now < self._paused_until:  # a pause began after the slot was granted
             now = await self._wait_pause(now)
+        if self._budget.remaining is not None:
+            now = await self._wait_budget(now)
+        else:
+            self._budget.spend(now)
         if self._adaptive is not None:
             self._adaptive.note_start(now)
         return now
+
+    async def _wait_budget(self, now: float) -> float:
+        """Wait until the budget the headers told of lets one more go; one at a time."""
+        async with self._budget_lock:
+            now = self._clock()
+            while (delay := self._budget.delay(now)) > 0:
+                await self._sleep(delay)
+                now = self._clock()
+            self._budget.spend(now)
+        return now
+
+    def on_headers(
+        self, headers: Mapping[str, str], now_epoch: float, started: float = -math.inf
+    ) -> None:
+        """The headers of the answer to a request started at `started` (from `acquire`):
+        what they say is left of the rate limit paces senders from now on."""
+        self._budget.update(headers, self._clock(), now_epoch, started)
 
     async def _wait_pause(self, now: float) -> float:
         while now < self._paused_until:  # a pause may be extended while we sleep

@@ -541,6 +541,7 @@ class Transport:
                 pushed_back=status in _PUSHBACK_STATUSES,
             )
         self._note_date(response_headers)
+        self.pacer.on_headers(response_headers, time.time(), started)
         if 200 <= status < 300:
             self.pacer.on_success(started)
             return content

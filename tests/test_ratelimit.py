@@ -9,10 +9,20 @@ import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
+from aioupstage_ocr import AsyncUpstageOCR
 from aioupstage_ocr._config import RateLimit
-from aioupstage_ocr._ratelimit import AdaptiveRate, Pacer, TokenBucket, loop_time
+from aioupstage_ocr._ratelimit import (
+    AdaptiveRate,
+    HeaderBudget,
+    Pacer,
+    TokenBucket,
+    loop_time,
+    parse_reset,
+)
 from aioupstage_ocr._retry import set_testing
+from aioupstage_ocr.testing import EmulatorThread, make_image
 
 
 class FakeClock:
@@ -375,3 +385,119 @@ async def test_pacer_rps_bucket_absorbs_a_late_sender() -> None:
     assert clock.sleeps == []  # all three still there
     await pacer.acquire()
     assert clock.sleeps == [pytest.approx(0.025)]
+
+
+# --------------------------------------------------------------------------- rate-limit headers
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("1.5", 1.5), ("0", 0.0)],
+)
+def test_reset_values_are_read(text: str, seconds: float) -> None:
+    assert parse_reset(text, 1_700_000_000.0) == pytest.approx(seconds)
+
+
+def test_reset_as_an_epoch_time_and_unreadable_ones() -> None:
+    assert parse_reset("1700000012", 1_700_000_000.0) == pytest.approx(12.0)
+    for text in ("soon", "5 s", "-1", "1x", ""):
+        assert parse_reset(text, 0.0) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {
+            "x-ratelimit-limit-requests": "10",
+            "x-ratelimit-remaining-requests": "4",
+            "x-ratelimit-reset-requests": "2s",
+        },
+        {"RateLimit-Limit": "10", "RateLimit-Remaining": "4", "RateLimit-Reset": "2"},
+        {"RateLimit-Limit": "10", "RateLimit-Remaining": "4", "RateLimit-Policy": "10;w=2"},
+    ],
+)
+def test_header_budget_is_a_bucket_refilled_as_the_reset_says(headers: dict[str, str]) -> None:
+    """4 left of 10, full in 2 s: 2 go at once (2 kept back), then one per (2 / 6) s, less 5 %."""
+    budget = HeaderBudget()
+    budget.update(CIMultiDict(headers), 0.0, 1_700_000_000.0)
+    assert budget.remaining == 4
+    for _ in range(2):
+        assert budget.delay(0.0) == 0.0
+        budget.spend(0.0)
+    rate = 0.95 * 6 / 2
+    assert budget.delay(0.0) == pytest.approx(1 / rate)
+    budget.spend(1 / rate)
+    assert budget.delay(1 / rate) == pytest.approx(1 / rate)
+
+
+def test_header_budget_counts_what_went_out_after_the_answered_request() -> None:
+    """An answer cannot count the requests sent after the one it answers."""
+    budget = HeaderBudget()
+    for t in (0.0, 0.1, 0.2, 0.3):
+        budget.spend(t)
+    budget.update(
+        CIMultiDict({"RateLimit-Limit": "10", "RateLimit-Remaining": "5", "RateLimit-Reset": "1"}),
+        0.4,
+        0.0,
+        sent_at=0.1,
+    )
+    assert budget.remaining == 3  # 5 less the two sent at 0.2 and 0.3
+
+
+def test_header_budget_without_a_limit_spreads_what_is_left() -> None:
+    budget = HeaderBudget()
+    budget.update(CIMultiDict({"RateLimit-Remaining": "6", "RateLimit-Reset": "2"}), 0.0, 0.0)
+    assert budget.delay(0.0) == 0.0
+    budget.spend(0.0)
+    assert budget.delay(0.0) == pytest.approx(2 / 3)  # 2 s left / 3 left (2 kept back)
+    budget.spend(0.7)
+    budget.spend(1.4)
+    assert budget.delay(1.4) == pytest.approx(0.6)  # 0.6 s left / 1 left
+    budget.spend(1.5)
+    assert budget.delay(1.5) == pytest.approx(0.5)  # none left: until the reset at 2.0
+    assert budget.delay(2.0) == 0.0
+
+
+def test_header_budget_is_free_above_half_and_without_headers() -> None:
+    budget = HeaderBudget()
+    assert budget.delay(0.0) == 0.0
+    budget.update(CIMultiDict({"content-type": "application/json"}), 0.0, 0.0)
+    assert budget.remaining is None
+    budget.update(
+        CIMultiDict(
+            {"RateLimit-Limit": "100", "RateLimit-Remaining": "60", "RateLimit-Reset": "1"}
+        ),
+        0.0,
+        0.0,
+    )
+    assert budget.delay(0.0) == 0.0
+
+
+async def test_pacer_waits_out_an_empty_budget() -> None:
+    clock = FakeClock()
+    pacer = Pacer(adaptive=False, clock=clock, sleep=clock.sleep)
+    pacer.on_headers(
+        CIMultiDict({"RateLimit-Limit": "5", "RateLimit-Remaining": "0", "RateLimit-Reset": "3"}),
+        0.0,
+    )
+    started = await pacer.acquire()
+    assert started == pytest.approx(3 * 3 / 5 / 0.95)  # 3 refilled (2 kept back): 5 per 3 s
+    assert pacer.stats.throttles == 0
+
+
+@pytest.mark.parametrize("family", ["x-ratelimit", "ratelimit"])
+async def test_headers_pace_before_any_429(family: str, retry_testing: None) -> None:
+    """The service says what is left: a bulk run over its limit gets no 429 at all;
+    without the headers, the same run finds the limit from 429s."""
+    base = make_image("png", seed=3)
+    for headers in (family, None):
+        with EmulatorThread(rps=10, sync_latency=0.05, rate_headers=headers) as emulator:
+            async with AsyncUpstageOCR("key", base_url=emulator.base_url) as client:
+                documents = [base + f"#{n}".encode() for n in range(40)]
+                async for item in client.ocr_many(documents):
+                    assert item.ok
+            throttled = emulator.stats.rate_limited
+        if headers is not None:
+            assert throttled == 0
+        else:
+            assert throttled > 0

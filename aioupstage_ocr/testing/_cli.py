@@ -35,6 +35,7 @@ _HELP = {
     "batch_size": "pages per async batch (default %(default)s)",
     "rps": "API requests per second before 429s (default: no limit)",
     "ppm": "pages per minute before 429s (default: no limit)",
+    "rate_headers": "with --rps, send what is left of it: x-ratelimit or ratelimit headers",
     "capacity": "sync calls processed at once; the rest queue (default: no limit)",
     "retry_after": "send Retry-After with 429s (default: yes)",
     "error_rate": "share of answers that are 5xx (default %(default)s)",

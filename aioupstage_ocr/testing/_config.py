@@ -75,6 +75,11 @@ class EmulatorConfig:
     - `rps`: API requests per second (submits, polls and lists), `ppm`: pages per
       minute submitted; beyond them a 429, with `Retry-After` if `retry_after`
       (whole seconds, or an HTTP date with `retry_after_date`).
+    - `rate_headers`: with `rps`, every API answer says what is left of it:
+      `"x-ratelimit"` (`x-ratelimit-limit-requests`, `-remaining-requests`,
+      `-reset-requests` as a duration such as `1.5s`) or `"ratelimit"`
+      (`RateLimit-Limit`, `-Remaining`, `-Reset` in seconds, `RateLimit-Policy`);
+      None sends neither.
     - `capacity`: sync calls processed at once; the rest wait their turn (first
       come, first served), so latency grows with the queue past it (None: no limit).
 
@@ -108,6 +113,7 @@ class EmulatorConfig:
     batch_size: int = 10
     rps: float | None = None
     ppm: float | None = None
+    rate_headers: str | None = None
     capacity: int | None = None
     retry_after: bool = True
     retry_after_date: bool = False
@@ -152,6 +158,10 @@ class EmulatorConfig:
         if self.fail_times < 0 or any(page < 1 for page in self.fail_pages):
             raise ConfigurationError(
                 "EmulatorConfig.fail_pages count from 1, and fail_times must not be negative"
+            )
+        if self.rate_headers not in (None, "x-ratelimit", "ratelimit"):
+            raise ConfigurationError(
+                "EmulatorConfig.rate_headers must be None, 'x-ratelimit' or 'ratelimit'"
             )
         if self.capacity is not None and self.capacity < 1:
             raise ConfigurationError("EmulatorConfig.capacity must be at least 1 or None")

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -507,7 +508,26 @@ class UpstageEmulator:
             stats.in_flight -= 1
         if not isinstance(response, _Unanswered | _Truncated):
             stats.statuses[response.status] += 1
+            self._rate_headers(response)
         return response
+
+    def _rate_headers(self, response: web.StreamResponse) -> None:
+        """What is left of `rps`, in the family `rate_headers` names."""
+        family, limiter, rps = self._config.rate_headers, self._rps, self._config.rps
+        if family is None or limiter is None or rps is None or response.prepared:
+            return
+        now = asyncio.get_running_loop().time()
+        limit = max(1, math.ceil(rps))
+        remaining, reset = limiter.remaining(now), limiter.reset(now)
+        if family == "x-ratelimit":
+            response.headers["x-ratelimit-limit-requests"] = str(limit)
+            response.headers["x-ratelimit-remaining-requests"] = str(remaining)
+            response.headers["x-ratelimit-reset-requests"] = f"{reset:.3f}s"
+        else:
+            response.headers["RateLimit-Limit"] = str(limit)
+            response.headers["RateLimit-Remaining"] = str(remaining)
+            response.headers["RateLimit-Reset"] = str(math.ceil(reset))  # delta-seconds
+            response.headers["RateLimit-Policy"] = f"{limit};w=1"
 
     @web.middleware
     async def _storage_middleware(

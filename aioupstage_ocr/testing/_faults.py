@@ -83,6 +83,14 @@ class GCRA:
         self._tat = new_tat
         return 0.0
 
+    def remaining(self, now: float) -> int:
+        """Units that would be admitted at once now (the burst left)."""
+        return max(0, math.floor(self._burst - max(self._tat - now, 0.0) / self._interval + 1e-9))
+
+    def reset(self, now: float) -> float:
+        """Seconds until the whole burst is available again."""
+        return max(self._tat - now, 0.0)
+
 
 def retry_after_seconds(wait: float) -> int:
     """The `Retry-After` value for a wait: whole seconds, rounded up, at least 1."""
