@@ -51,7 +51,7 @@ class AdaptiveConcurrency:
     Algorithm: AIMD on the in-flight window with a delay signal after TCP
     Vegas. Each upload's round trip (sync OCR or async submit, timed from
     send to answer) is compared with the lowest seen for its kind and size
-    (`key`: the no-load latency, drifting up 0.01 % a sample so a service that
+    (`key`: the no-load latency, drifting up 0.2 % a sample so a service that
     became slower for good is re-learnt), and the ratio smoothed (EMA, weight
     `smoothing`): a hiccup of the network or of this process moves it a
     little, a queue at the service, which lifts every answer, all the way.
@@ -240,7 +240,7 @@ class AdaptiveConcurrency:
     def _on_latency(self, slot: Slot, latency: float, key: Hashable) -> None:
         latency = max(latency, 1e-6)
         base = self._base.get(key)
-        base = latency if base is None else min(latency, base * 1.0001)
+        base = latency if base is None else min(latency, base * 1.002)
         self._base[key] = base
         if slot.started < self._cut_at:
             return  # sent before the last cut: that cut already answered it

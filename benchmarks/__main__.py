@@ -21,14 +21,30 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
-from . import s1_rate_limit, s2_async_bulk, s3_overhead, s4_scale, s5_concurrency, s6_outputs
+from . import (
+    s1_rate_limit,
+    s2_async_bulk,
+    s3_overhead,
+    s4_scale,
+    s5_concurrency,
+    s6_outputs,
+    s7_peers,
+)
 from ._common import Context, Scenario, say
 from ._harness import RESULTS, write_result
 from ._report import render
 
 SCENARIOS = [
     cast(Scenario, module)
-    for module in (s1_rate_limit, s2_async_bulk, s3_overhead, s4_scale, s5_concurrency, s6_outputs)
+    for module in (
+        s1_rate_limit,
+        s2_async_bulk,
+        s3_overhead,
+        s4_scale,
+        s5_concurrency,
+        s6_outputs,
+        s7_peers,
+    )
 ]
 
 

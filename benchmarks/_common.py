@@ -98,6 +98,7 @@ def emulator_figures(stats: dict[str, Any]) -> dict[str, Any]:
         "downloads": stats.get("downloads", 0),
         "downloads_with_auth": stats.get("downloads_with_auth", 0),
         "peak_concurrency": stats.get("peak_concurrency", 0),
+        "queued": stats.get("queued", 0),
     }
 
 

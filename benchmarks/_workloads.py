@@ -129,6 +129,7 @@ async def _run(params: dict[str, Any]) -> dict[str, Any]:
         figures["cpu_s"] = time.process_time() - cpu0
         figures["loop_cpu_s"] = time.thread_time() - loop0
         figures["fds_at_end"] = _open_fds()
+        figures["found_concurrency"] = client._transport.concurrency.limit
     figures.update(profiled.figures)
     return figures
 

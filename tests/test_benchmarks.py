@@ -17,6 +17,7 @@ NAMES = (
     "s4_scale",
     "s5_concurrency",
     "s6_outputs",
+    "s7_peers",
 )
 
 
