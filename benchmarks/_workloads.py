@@ -1,6 +1,7 @@
 """This client's measured runs (child-process targets of `run_child`).
 
-`client_bulk(params)`: `client.ocr_many(paths)` over a generator of paths,
+`client_bulk(params)`: `client.ocr_many(paths)` over a generator of paths
+(or the list `params["paths"]`, in its order),
 results consumed and dropped, timed from the first path taken to the last
 item; optionally after a warm-up run, under pyinstrument (`profile_text`: where
 the text profile goes), or watching how long each async request waits for its
@@ -116,7 +117,11 @@ async def _run(params: dict[str, Any]) -> dict[str, Any]:
         import psutil  # type: ignore[import-untyped]
 
         figures["rss_before"] = psutil.Process().memory_info().rss
-        documents = paths(folder, pattern, params["count"], first=params.get("first", 0))
+        documents = (
+            iter(params["paths"])
+            if "paths" in params
+            else paths(folder, pattern, params["count"], first=params.get("first", 0))
+        )
         trace = _PollTrace() if params.get("trace_polls") else None
         cpu0, loop0 = time.process_time(), time.thread_time()
         started = time.perf_counter()

@@ -3,6 +3,10 @@
 - Peers: 120 one-page images, 0.3 s a sync call, no rate limit. This client
   with its defaults (the window found from the service, up to 64) and with
   `Limits(max_concurrency=16)`, beside a 16-thread `requests` pool.
+- Mixed: 240 images and 30 PDFs of 11-35 pages (sync) interleaved, then 6
+  PDFs of 101-160 pages (async) last, on a service at 20 RPS with 8 batch
+  workers; ideal = max((uploads + one status per async request - the burst)
+  / RPS, async batch work / workers).
 - Capacity: the emulator processes `capacity` sync calls at once; the rest
   wait their turn, so latency grows with the queue past it. The client (its
   defaults) should settle its window near the capacity: throughput against
@@ -28,7 +32,7 @@ from ._common import (
     say,
     target_row,
 )
-from ._documents import write_pngs
+from ._documents import pdf_page_counts, write_pdfs, write_pngs
 
 NUMBER = 7
 NAME = "s7_peers"
@@ -40,6 +44,15 @@ FULL: dict[str, Any] = {
     "capacity": 16,
     "capacity_latency": 0.2,
     "capacity_documents": 800,
+    "mixed": {
+        "images": 240,
+        "sync_pdfs": 30,
+        "async_pdfs": 6,
+        "rps": 20.0,
+        "workers": 8,
+        "batch_latency": 1.0,
+        "sync_latency": 0.3,
+    },
 }
 QUICK: dict[str, Any] = {
     "documents": 12,
@@ -47,12 +60,22 @@ QUICK: dict[str, Any] = {
     "capacity": 4,
     "capacity_latency": 0.05,
     "capacity_documents": 40,
+    "mixed": {
+        "images": 12,
+        "sync_pdfs": 2,
+        "async_pdfs": 1,
+        "rps": 20.0,
+        "workers": 8,
+        "batch_latency": 0.05,
+        "sync_latency": 0.05,
+    },
 }
 
 DEFAULTS = "this client, defaults"
 AT_16 = "this client, max_concurrency=16"
 POOL = "requests, 16 threads"
 CAPACITY = "this client, defaults, service at capacity"
+MIXED = "this client, rps given, mixed workload"
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -93,7 +116,53 @@ def run(ctx: Context) -> dict[str, Any]:
             variant["of_capacity"] = variant["docs_per_s"] / (capacity / c_latency)
             variant["queued_share"] = variant["emulator_stats"]["queued"] / max(1, c_docs)
         record["variants"].append(variant)
+    record["variants"].append(_mixed(ctx, p["mixed"], folder, pattern))
     return record
+
+
+def _mixed(ctx: Context, m: dict[str, Any], images: Path, pattern: str) -> dict[str, Any]:
+    """Images and sync PDFs interleaved, the async PDFs last (the worst place for them)."""
+    sync_pages = pdf_page_counts(int(m["sync_pdfs"]), 11, 35, seed=11)
+    async_pages = pdf_page_counts(int(m["async_pdfs"]), 101, 160, seed=12)
+    say(f"scenario 6: writing {len(sync_pages) + len(async_pages)} PDFs")
+    sync_folder, async_folder = ctx.work / "s6-sync", ctx.work / "s6-async"
+    sync_pattern = write_pdfs(sync_folder, sync_pages, tag="sync ")
+    async_pattern = write_pdfs(async_folder, async_pages, tag="async ")
+    order = [f"{images}/{pattern.format(n)}" for n in range(int(m["images"]))]
+    step = max(1, len(order) // max(1, len(sync_pages)))
+    for n in range(len(sync_pages)):
+        order.insert(n * (step + 1), f"{sync_folder}/{sync_pattern.format(n)}")
+    order += [f"{async_folder}/{async_pattern.format(n)}" for n in range(len(async_pages))]
+    rps, workers = float(m["rps"]), int(m["workers"])
+    batches = sum(-(-pages // 10) for pages in async_pages)
+    unavoidable = len(order) + len(async_pages)  # every upload, one status per async request
+    burst = max(1, -(-int(rps) // 1))
+    ideal = max((unavoidable - burst) / rps, batches * float(m["batch_latency"]) / workers)
+    options = {
+        "rps": rps,
+        "workers": workers,
+        "batch_latency": m["batch_latency"],
+        "sync_latency": m["sync_latency"],
+    }
+    with emulators(options, fresh=True) as emulator:
+        variant = run_variant(
+            MIXED,
+            "_workloads:client_bulk",
+            {
+                "folder": str(images),
+                "pattern": pattern,
+                "paths": order,
+                "count": len(order),
+                "rps": rps,
+            },
+            emulator=emulator,
+            timeout=120 + 6 * ideal,
+            extra={"documents": len(order), "ideal_s": ideal, "batches": batches},
+        )
+    figures = variant.get("figures")
+    if figures:
+        variant["vs_ideal"] = ideal / figures["wall_s"]
+    return variant
 
 
 def _wall(data: dict[str, Any], label: str) -> float | None:
@@ -139,6 +208,16 @@ def targets(data: dict[str, Any]) -> list[Target]:
             lambda r: f"{100 * r:.1f}%",
         )
     )
+    mixed = next((v for v in data["variants"] if v["label"] == MIXED and "vs_ideal" in v), None)
+    rows.append(
+        target_row(
+            "mixed workload (images, sync PDFs, async PDFs last) under 20 RPS: ideal / wall",
+            ">= 0.9",
+            mixed["vs_ideal"] if mixed else None,
+            lambda r: r >= 0.9,
+            lambda r: f"{r:.3f}",
+        )
+    )
     found = measured["figures"].get("found_concurrency") if measured else None
     capacity = data["params"]["capacity"]
     rows.append(
@@ -163,7 +242,7 @@ def details(data: dict[str, Any]) -> str:
         if f is None:
             rows.append([v["label"], "failed", "-", "-", "-", "-", "-"])
             continue
-        same = v["label"] != CAPACITY
+        same = v["label"] not in (CAPACITY, MIXED)
         rows.append(
             [
                 v["label"],
@@ -197,7 +276,9 @@ def plot(data: dict[str, Any], path: Path) -> None:
     """Wall time of each variant of the peers' workload."""
     import matplotlib.pyplot as plt
 
-    measured = [v for v in data["variants"] if "figures" in v and v["label"] != CAPACITY]
+    measured = [
+        v for v in data["variants"] if "figures" in v and v["label"] not in (CAPACITY, MIXED)
+    ]
     fig, ax = plt.subplots(figsize=(8, 3.5))
     colors = ["#2b6cb0" if v["label"].startswith("this") else "#a0aec0" for v in measured]
     ax.barh([v["label"] for v in measured], [v["figures"]["wall_s"] for v in measured],
