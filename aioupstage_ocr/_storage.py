@@ -50,6 +50,7 @@ __all__ = [
     "output_url",
     "read_bytes",
     "safe_url",
+    "stat",
     "write_whole",
 ]
 
@@ -209,6 +210,27 @@ def exists(url: str) -> bool:
         return bool(fs.isfile(path))
     except Exception as exc:  # noqa: BLE001 - any store's client error, cleaned
         raise StorageError(url, f"cannot look it up: {_reason(exc)}") from None
+
+
+def stat(url: str) -> tuple[int, int, str | None]:
+    """(size, modification time in ns, ETag or None) of an object; `DocumentNotFoundError`
+    when it is not there. A new put changes the time (and, on S3, the ETag)."""
+    fs, path = _fs(url)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise DocumentNotFoundError(safe_url(url), "no such object") from None
+    except Exception as exc:  # noqa: BLE001 - any store's client error, cleaned
+        raise StorageError(url, f"cannot look it up: {_reason(exc)}") from None
+    when = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if hasattr(when, "timestamp"):
+        mtime_ns = int(when.timestamp() * 1_000_000_000)
+    elif isinstance(when, int | float):
+        mtime_ns = int(when * 1_000_000_000)
+    else:
+        mtime_ns = 0
+    etag = info.get("ETag")
+    return int(info.get("size") or 0), mtime_ns, None if etag is None else str(etag).strip('"')
 
 
 def read_bytes(url: str) -> bytes:

@@ -1,6 +1,7 @@
 """The `ocr` command's inputs, found by a thread ahead of the run.
 
-Folder walks and stdin block, so a daemon thread runs `iter_inputs`, stats
+Folder walks, listings and stdin block, so a daemon thread runs `iter_inputs`
+(and lists URL prefixes, `_remote`), stats
 each input, maps its output, hashes it (for the journal's content checks),
 and hands each `Seen` to the event loop, at most `AHEAD` inputs ahead.
 """
@@ -10,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._exceptions import ConfigurationError, UpstageOCRError
-from .._inputs import InputItem, OutputMapper, iter_inputs
+from .._inputs import InputItem, OutputMapper
+from . import _remote
+from ._remote import RemoteMapper
 
 __all__ = ["AHEAD", "Discovery", "Seen", "see"]
 
@@ -38,7 +40,7 @@ class Seen:
     error: UpstageOCRError | None = None
 
 
-def see(item: InputItem, mapper: OutputMapper, hash_limit: int) -> Seen:
+def see(item: InputItem, mapper: OutputMapper | RemoteMapper, hash_limit: int) -> Seen:
     """Stat, output path, and (up to `hash_limit` bytes, 0 for none) the content's hash."""
     seen = Seen(item)
     if item.error is not None:
@@ -50,12 +52,11 @@ def see(item: InputItem, mapper: OutputMapper, hash_limit: int) -> Seen:
         seen.error = exc
         return seen
     try:
-        info = os.stat(item.path)
-    except OSError:
+        seen.size, seen.mtime_ns = _remote.stat_of(item.path)
+        seen.output_exists = _remote.exists(seen.output)
+    except (OSError, UpstageOCRError):
         return seen  # preflight names the problem
-    seen.size, seen.mtime_ns = info.st_size, info.st_mtime_ns
-    seen.output_exists = os.path.isfile(seen.output)
-    if 0 < seen.size <= hash_limit:
+    if 0 < seen.size <= hash_limit and _remote.url_of(item.path) is None:
         seen.sha256 = _hash_file(item.path)
     return seen
 
@@ -74,7 +75,9 @@ class Discovery:
     after the run stops.
     """
 
-    def __init__(self, inputs: tuple[str, ...], mapper: OutputMapper, hash_limit: int) -> None:
+    def __init__(
+        self, inputs: tuple[str, ...], mapper: OutputMapper | RemoteMapper, hash_limit: int
+    ) -> None:
         self._inputs = inputs
         self._mapper = mapper
         self._hash_limit = hash_limit
@@ -90,7 +93,7 @@ class Discovery:
 
     def _discover(self) -> None:
         try:
-            for item in iter_inputs(self._inputs):
+            for item in _remote.iter_all(self._inputs):
                 seen = see(item, self._mapper, self._hash_limit)
                 self._room.acquire()
                 if self._closed:

@@ -137,13 +137,29 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="a file, a folder (recursed, supported extensions only), or - for paths on stdin",
+        help=(
+            "a file, a folder (recursed, supported extensions only), - for paths on stdin, "
+            "or a URL (s3://bucket/prefix or one object; any fsspec protocol, [s3] extra)"
+        ),
     )
     ocr.add_argument(
         "-o",
         "--output-dir",
         metavar="DIR",
-        help="where outputs and the resume journal go (default: the system temp folder)",
+        help=(
+            "where outputs and the resume journal go (default: the system temp folder); "
+            "may be a URL (s3://bucket/prefix): outputs are put there whole"
+        ),
+    )
+    ocr.add_argument(
+        "--journal",
+        metavar="FILE",
+        help=(
+            "the resume journal, a local SQLite file (default: "
+            "DIR/.aioupstage-ocr-journal.sqlite3; for a URL output, "
+            "$XDG_CACHE_HOME/aioupstage-ocr/journals/<hash of the URL>.sqlite3, "
+            "XDG_CACHE_HOME defaulting to ~/.cache)"
+        ),
     )
     ocr.add_argument(
         "--mode",
@@ -330,6 +346,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
         ppm=args.ppm,
         report=args.report,
         resume=not args.no_resume,
+        journal=args.journal,
         formats=args.formats,
         base_url=args.base_url,
         emulator=args.emulator,

@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Final
 import anyio
 from anyio.abc import TaskGroup
 
-from .._atomic import atomic_write_bytes
 from .._bulk import BulkEvent, BulkItem, Resume, Submission
 from .._client import AsyncUpstageOCR
 from .._config import (
@@ -67,12 +66,13 @@ from .._exceptions import (
     UpstageOCRError,
 )
 from .._inputs import OutputMapper
-from .._journal import Claim, Entry, Journal, RunInfo, journal_path
-from .._models import OCRResult
-from .._outputs._files import Written, output_paths, write_outputs
+from .._journal import Claim, Entry, Journal, RunInfo
+from .._outputs._files import Written, output_paths
 from .._pages import format_pages
 from .._preflight import Mode
 from .._report import ReportRow, ReportWriter, error_of
+from .._storage import safe_url
+from . import _remote
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error, no_key
 from ._discovery import Discovery, Seen
 from ._display import RunDisplay, choose_style
@@ -117,6 +117,8 @@ class OcrOptions:
     ppm: float | None = None
     report: str | None = None
     resume: bool = True
+    #: The journal's file (default: beside local outputs; see `_remote` for a URL output).
+    journal: str | None = None
     #: Outputs besides the `.ocr.json` (always written: resume and `convert` read it).
     formats: tuple[str, ...] = ("json",)
     base_url: str | None = None
@@ -246,7 +248,7 @@ async def run_ocr(
     """One `ocr` run inside a running event loop; the exit code."""
     stopper = stop or _Stopper(display)
     try:
-        mapper = OutputMapper.from_args(options.inputs, options.output_dir)
+        mapper = _remote.make_mapper(options.inputs, options.output_dir)
     except (ConfigurationError, OSError) as exc:
         error(str(exc))
         return EXIT_USAGE
@@ -261,13 +263,14 @@ async def run_ocr(
             base_url, api_key = emulator.base_url, EMULATOR_KEY
             polling = polling or EMULATOR_POLLING
         try:
-            journal = Journal(journal_path(mapper.out_dir), fresh=not options.resume)
+            journal_file = _remote.journal_file(mapper, options.journal)
+            journal = Journal(journal_file, fresh=not options.resume)
             await journal.open()
         except ConfigurationError as exc:
             error(str(exc))
             return EXIT_USAGE
         except OSError as exc:
-            error(f"cannot open the journal in {mapper.out_dir}: {exc}")
+            error(f"cannot open the journal {journal_file}: {exc}")
             return EXIT_USAGE
         stack.push_async_callback(journal.close)
         report: ReportWriter | None = None
@@ -408,7 +411,7 @@ class OcrCommand:
         client: AsyncUpstageOCR,
         journal: Journal,
         report: ReportWriter | None,
-        mapper: OutputMapper,
+        mapper: OutputMapper | _remote.RemoteMapper,
         display: RunDisplay,
         stopper: _Stopper,
     ) -> None:
@@ -518,7 +521,7 @@ class OcrCommand:
             await self._row(ReportRow(key, "skipped", reason=reason))
         if left:
             self.display.message(
-                f"{len(left)} input(s) left to other runs on {self.mapper.out_dir} "
+                f"{len(left)} input(s) left to other runs on {safe_url(str(self.mapper.out_dir))} "
                 "(they write the outputs; the report has a reason on each row)"
             )
 
@@ -604,28 +607,35 @@ class OcrCommand:
             request_id = request_to_poll(entry)
             if request_id is not None:
                 self._remember(key, meta)
-                return Resume(key, request_id)
+                return Resume(_remote.document_of(key), request_id)
         self._remember(key, meta)
-        return key
+        return _remote.document_of(key)
 
     async def _with_outputs(self, key: str, row: ReportRow) -> ReportRow:
         """A done input's row, its other outputs checked: those missing (a format added
         since, a file deleted) are made from its `.ocr.json`, never by the service."""
         assert row.output is not None
-        json_path = Path(row.output)
+        json_path = _remote.key_of(row.output)
         paths = output_paths(json_path, self._formats)
         missing = await anyio.to_thread.run_sync(
-            lambda: tuple(fmt for fmt, path in paths.items() if not path.exists())
+            lambda: tuple(fmt for fmt, path in paths.items() if not _remote.exists(path))
         )
         if not missing:
             return replace(row, outputs={fmt: os.fspath(path) for fmt, path in paths.items()})
         try:
-            result = await anyio.to_thread.run_sync(OCRResult.load, json_path)
+            result = await anyio.to_thread.run_sync(_remote.read_output, json_path)
         except (UpstageOCRError, OSError) as exc:
             error = _output_error(key, "json", exc)
             return ReportRow.failed(key, error, mode=row.mode, request_id=row.request_id)
         written = await anyio.to_thread.run_sync(
-            functools.partial(write_outputs, result, missing, json_path, document=key, name=key)
+            functools.partial(
+                _remote.put_outputs,
+                result,
+                missing,
+                json_path,
+                document=_remote.document_of(key),
+                name=_shown(key),
+            )
         )
         written.paths = {fmt: written.paths.get(fmt, paths[fmt]) for fmt in paths}
         for fmt in written.errors:
@@ -650,7 +660,7 @@ class OcrCommand:
     # ------------------------------------------------------------------ journal hooks
 
     async def _before_submit(self, submission: Submission) -> None:
-        key = os.fspath(submission.source)  # type: ignore[arg-type]
+        key = _remote.key_text(submission.source)
         meta = self._meta.get(key)
         part = submission.part_sha256 is not None
         if meta is not None and (part or meta.size == submission.size):
@@ -682,7 +692,7 @@ class OcrCommand:
 
     async def _after_submit(self, submission: Submission) -> None:
         assert submission.request_id is not None
-        key = os.fspath(submission.source)  # type: ignore[arg-type]
+        key = _remote.key_text(submission.source)
         if submission.part_sha256 is not None:
             await self.journal.record_part_submitted(
                 key, submission.part_sha256, submission.request_id
@@ -693,7 +703,7 @@ class OcrCommand:
     async def _known_part(self, submission: Submission) -> str | None:
         """An earlier run's request for this part, or None to send it (`settle_part`)."""
         assert submission.part_sha256 is not None
-        key = os.fspath(submission.source)  # type: ignore[arg-type]
+        key = _remote.key_text(submission.source)
         row = await self.journal.part(key, submission.part_sha256)
         if row is None:
             return None
@@ -714,7 +724,7 @@ class OcrCommand:
             self._writers.release()
 
     async def _complete_item(self, item: BulkItem) -> None:
-        key = os.fspath(item.source)  # type: ignore[arg-type]
+        key = _remote.key_text(item.source)
         meta = self._forget(key)
         if meta is None:  # not one of ours: cannot happen, but never lose a row
             meta = _Meta(self.mapper.output_for(key), 0, 0)
@@ -723,7 +733,12 @@ class OcrCommand:
         if item.result is not None:
             written = await anyio.to_thread.run_sync(
                 functools.partial(
-                    write_outputs, item.result, self._formats, meta.output, document=key, name=key
+                    _remote.put_outputs,
+                    item.result,
+                    self._formats,
+                    meta.output,
+                    document=_remote.document_of(key),
+                    name=_shown(key),
                 )
             )
             pages = item.pages if item.pages is not None else item.result.num_pages
@@ -789,9 +804,9 @@ class OcrCommand:
         """
         try:
             written = await anyio.to_thread.run_sync(
-                atomic_write_bytes, output, error.partial.to_json()
+                _remote.put_bytes, output, error.partial.to_json()
             )
-        except OSError as exc:
+        except (OSError, UpstageOCRError) as exc:
             failure = UpstageOCRError(f"{key}: cannot write the output: {exc}")
             await self._row(
                 ReportRow.failed(key, failure, mode=item.route, request_id=item.request_id)
@@ -812,6 +827,7 @@ class OcrCommand:
         )
 
     async def _row(self, row: ReportRow) -> None:
+        row = _shown_row(row)
         if self.report is not None:
             self.report.write(row)
         self.display.finished(row)
@@ -823,7 +839,7 @@ class OcrCommand:
             self.display.paused()
         elif event.kind == "pages" and event.source is not None:
             self.display.pages_advanced(
-                os.fspath(event.source),  # type: ignore[arg-type]
+                _remote.key_text(event.source),
                 event.pages_completed or 0,
             )
 
@@ -853,6 +869,23 @@ def _outputs_row(row: ReportRow, written: Written) -> ReportRow:
 
 def _mtime(path: str) -> int:
     try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
+        return _remote.stat_of(path)[1]
+    except (OSError, UpstageOCRError):
         return 0
+
+
+def _shown(key: str) -> str:
+    return _remote.shown(key) or key
+
+
+def _shown_row(row: ReportRow) -> ReportRow:
+    """A row as printed and reported: URLs for object-storage keys (credential-free)."""
+    outputs = row.outputs or {}
+    if not any(_remote.url_of(path) for path in (row.input, row.output or "", *outputs.values())):
+        return row
+    return replace(
+        row,
+        input=_shown(row.input),
+        output=_remote.shown(row.output),
+        outputs=None if row.outputs is None else {f: _shown(p) for f, p in outputs.items()},
+    )

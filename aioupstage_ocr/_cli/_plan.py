@@ -16,9 +16,9 @@ import anyio
 
 from .._config import DEFAULT_DOCUMENT_LIMITS
 from .._exceptions import ConfigurationError
-from .._inputs import OutputMapper
 from .._pages import parse_pages
 from .._preflight import Plan, plan
+from . import _remote
 from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error
 from ._discovery import Discovery
 
@@ -51,7 +51,7 @@ async def dry_run(
 ) -> int:
     """Plan every input and print it; 0, or 1 when an input would be refused."""
     try:
-        mapper = OutputMapper.from_args(inputs, output_dir)
+        mapper = _remote.make_mapper(inputs, output_dir)
     except (ConfigurationError, OSError) as exc:
         error(str(exc))
         return EXIT_USAGE
@@ -61,7 +61,7 @@ async def dry_run(
     unknown = 0
     try:
         while (seen := await discovery.next()) is not None:
-            key = os.fspath(seen.item.path)
+            key = _remote.shown(seen.item.path) or os.fspath(seen.item.path)
             count += 1
             if seen.error is not None:
                 found = Plan(key, error=seen.error)
@@ -69,7 +69,7 @@ async def dry_run(
                 found = await anyio.to_thread.run_sync(
                     partial(
                         plan,
-                        seen.item.path,
+                        _remote.document_of(os.fspath(seen.item.path)),
                         mode=mode,  # type: ignore[arg-type]
                         limits=DEFAULT_DOCUMENT_LIMITS,
                         pages=ranges,

@@ -55,21 +55,26 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 
 from .. import _reconcile
-from .._atomic import atomic_write_bytes
 from .._client import AsyncUpstageOCR
 from .._config import DocumentLimits
-from .._exceptions import AmbiguousSubmitError, APIError, DocumentError, ResponseValidationError
+from .._exceptions import (
+    AmbiguousSubmitError,
+    APIError,
+    DocumentError,
+    ResponseValidationError,
+    UpstageOCRError,
+)
 from .._journal import Entry, Journal, PartEntry, State
 from .._models import RequestSummary
 from .._pages import parse_pages
 from .._preflight import prepare
 from .._reconcile import Window
 from .._report import ReportRow
+from . import _remote
 from ._discovery import Seen
 
 __all__ = [
@@ -213,7 +218,7 @@ async def _candidate_pages(
 def _pages_of(row: Entry, limits: DocumentLimits) -> int | None:
     """The page count of a row's file, when it still has the content recorded."""
     try:
-        prepared = prepare(row.path, mode="async", limits=limits)
+        prepared = prepare(_remote.document_of(os.fspath(row.path)), mode="async", limits=limits)
     except (DocumentError, OSError, ValueError):
         return None
     return prepared.pages if prepared.sha256 == row.sha256 else None
@@ -289,7 +294,7 @@ async def kept(journal: Journal, key: str, seen: Seen, entry: Entry) -> ReportRo
         return None
     if not seen.output_exists:
         # Another run on the folder may have written it since discovery looked.
-        seen.output_exists = await anyio.to_thread.run_sync(os.path.isfile, entry.output)
+        seen.output_exists = await anyio.to_thread.run_sync(_remote.exists, entry.output)
         if not seen.output_exists:
             return None
     if (entry.size, entry.mtime_ns) != (seen.size, seen.mtime_ns):
@@ -324,8 +329,8 @@ async def already_done(
     if entry.output == seen.output:
         return None  # our own output is gone: fetch again or submit
     try:
-        written = await anyio.to_thread.run_sync(_copy, entry.output, seen.output)
-    except OSError:
+        written = await anyio.to_thread.run_sync(_remote.copy_output, entry.output, seen.output)
+    except (OSError, UpstageOCRError):
         return None  # the other output is gone or unreadable: do the work
     await journal.record_done(
         key,
@@ -345,7 +350,3 @@ async def already_done(
         mode=entry.route,
         request_id=entry.request_id,
     )
-
-
-def _copy(source: Path, target: Path) -> Path:
-    return atomic_write_bytes(target, source.read_bytes())

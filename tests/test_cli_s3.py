@@ -1,0 +1,180 @@
+"""`aioupstage-ocr ocr s3://... -o s3://...`: object storage on the command line (moto S3).
+
+The command runs in its own process with the moto endpoint and fake
+credentials in its environment (`s3_server` sets them for the session, and
+`cli_env` copies the environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+from pathlib import Path
+
+import pytest
+from _s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, S3Server, seed_objects
+from test_cli import cli_env, pdf_texts, read_report, run_cli, start_cli
+
+from aioupstage_ocr import OCRResult
+from aioupstage_ocr._cli._remote import default_journal
+from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf
+
+
+def seed(bucket: str, *, pdfs: tuple[int, ...], images: int) -> dict[str, bytes]:
+    """Async-sized PDFs and small images under `in/` (one in a sub-prefix), plus a stray file."""
+    objects: dict[str, bytes] = {}
+    for n, pages in enumerate(pdfs):
+        objects[f"in/a{n}-book.pdf"] = make_pdf(pages)
+    for n in range(images):
+        objects[f"in/sub/b{n:03d}-scan.png"] = make_image("png", seed=500 + n, width=48, height=32)
+    seed_objects(bucket, {**objects, "in/notes.txt": b"not a document"})
+    return objects
+
+
+def outputs(bucket: str) -> dict[str, bytes]:
+    """Every object under `out/`, by key relative to it."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    root = bucket.removeprefix("s3://") + "/out/"
+    return {key[len(root) :]: fs.cat_file(key) for key in fs.find(root)}
+
+
+def check(objects: dict[str, bytes], pdfs: tuple[int, ...], got: dict[str, bytes]) -> None:
+    """An output for each document, mirrored with its full name, each whole and right."""
+    assert set(got) == {key.removeprefix("in/") + ".ocr.json" for key in objects}
+    for n, pages in enumerate(pdfs):
+        result = OCRResult.from_json(got[f"a{n}-book.pdf.ocr.json"])
+        assert [page.text for page in result.pages] == pdf_texts(pages)
+    for key, data in got.items():
+        if key.startswith("sub/"):
+            assert OCRResult.from_json(data).num_pages == 1
+
+
+def no_secrets(*texts: str) -> None:
+    for text in texts:
+        assert FAKE_SECRET_KEY not in text
+        assert FAKE_ACCESS_KEY not in text
+
+
+@pytest.mark.upstage_emulator(batch_latency=0.02, workers=2)
+async def test_s3_to_s3_mirrors_outputs_and_a_rerun_skips_them(
+    upstage_emulator: UpstageEmulator, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Outputs under the output prefix, URLs on stdout; the same command again: all skipped."""
+    pdfs = (101,)
+    objects = seed(s3_bucket, pdfs=pdfs, images=4)
+    journal, report = tmp_path / "journal.sqlite3", tmp_path / "report.jsonl"
+    args = (
+        "ocr",
+        f"{s3_bucket}/in",
+        "-o",
+        f"{s3_bucket}/out",
+        "--journal",
+        journal,
+        "--report",
+        report,
+        "--base-url",
+        upstage_emulator.base_url,
+    )
+    ran = await run_cli(*args)
+    assert ran.code == 0, ran.stderr
+    got = outputs(s3_bucket)
+    check(objects, pdfs, got)
+    assert sorted(ran.paths) == sorted(f"{s3_bucket}/out/{key}" for key in got)
+    rows = read_report(report)
+    assert set(rows) == {f"{s3_bucket}/{key}" for key in objects}
+    assert {row["status"] for row in rows.values()} == {"ok"}
+    assert journal.is_file()
+    no_secrets(ran.stdout, ran.stderr, report.read_text())
+
+    again = await run_cli(*args)
+    assert again.code == 0, again.stderr
+    assert {row["status"] for row in read_report(report).values()} == {"skipped"}
+    assert sorted(again.paths) == sorted(ran.paths)
+    assert len(upstage_emulator.stats.async_submissions) == 1
+
+
+async def test_local_inputs_to_s3_and_one_object_to_a_local_folder(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """A mix: local files put under an s3 prefix; one object's output in a local folder.
+
+    The journal of the s3 output goes to the user's cache folder by default.
+    """
+    env = cli_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    docs = tmp_path / "docs"
+    (docs / "x").mkdir(parents=True)
+    (docs / "x" / "one.png").write_bytes(make_image("png", seed=1, width=40, height=30))
+    ran = await run_cli("ocr", docs, "-o", f"{s3_bucket}/out", "--emulator", env=env)
+    assert ran.code == 0, ran.stderr
+    assert ran.paths == [f"{s3_bucket}/out/x/one.png.ocr.json"]
+    assert OCRResult.from_json(outputs(s3_bucket)["x/one.png.ocr.json"]).num_pages == 1
+    (journal,) = (tmp_path / "cache" / "aioupstage-ocr" / "journals").iterdir()
+    assert journal.suffix == ".sqlite3"
+    assert default_journal(f"{s3_bucket}/out/").name == journal.name
+
+    seed_objects(s3_bucket, {"in/deep/two.png": make_image("png", seed=2, width=40, height=30)})
+    local = tmp_path / "local"
+    ran = await run_cli("ocr", f"{s3_bucket}/in/deep/two.png", "-o", local, "--emulator", env=env)
+    assert ran.code == 0, ran.stderr
+    assert ran.paths == [str(local / "two.png.ocr.json")]
+    assert OCRResult.load(local / "two.png.ocr.json").num_pages == 1
+
+
+async def test_a_missing_bucket_fails_naming_it(s3_server: S3Server, tmp_path: Path) -> None:
+    ran = await run_cli("ocr", "s3://no-such-bucket-x1/in", "-o", tmp_path / "o", "--emulator")
+    assert ran.code == 1
+    assert "s3://no-such-bucket-x1/in" in ran.stderr
+    no_secrets(ran.stdout, ran.stderr)
+
+
+async def wait_for(condition: object, limit: float = 60) -> None:
+    assert callable(condition)
+    deadline = asyncio.get_running_loop().time() + limit
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.slow
+@pytest.mark.upstage_emulator(batch_latency=0.05, workers=2)
+async def test_killed_s3_run_resumes_and_submits_each_async_document_once(
+    upstage_emulator: UpstageEmulator, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """SIGKILL with async documents open; the rerun: exit 0, outputs right, each sent once."""
+    pdfs = (101, 102, 103, 104)
+    objects = seed(s3_bucket, pdfs=pdfs, images=10)
+    journal, report = tmp_path / "journal.sqlite3", tmp_path / "report.jsonl"
+    args = (
+        "ocr",
+        f"{s3_bucket}/in",
+        "-o",
+        f"{s3_bucket}/out",
+        "--journal",
+        journal,
+        "--report",
+        report,
+        "--base-url",
+        upstage_emulator.base_url,
+    )
+    stats = upstage_emulator.stats
+    proc = await start_cli(*args)
+    await wait_for(lambda: len(stats.async_submissions) >= 2)
+    proc.kill()
+    await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(outputs(s3_bucket)) < len(objects)  # it really stopped part-way
+
+    ran = await run_cli(*args, limit=120)
+    assert ran.code == 0, ran.stderr
+    got = outputs(s3_bucket)
+    check(objects, pdfs, got)
+    sent = {hashlib.sha256(objects[f"in/a{n}-book.pdf"]).hexdigest(): 1 for n in range(len(pdfs))}
+    assert dict(stats.async_submissions) == sent
+    rows = read_report(report)
+    assert set(rows) == {f"{s3_bucket}/{key}" for key in objects}
+    assert {row["status"] for row in rows.values()} <= {"ok", "skipped"}
+    no_secrets(ran.stdout, ran.stderr, report.read_text())
