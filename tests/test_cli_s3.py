@@ -178,3 +178,23 @@ async def test_killed_s3_run_resumes_and_submits_each_async_document_once(
     assert set(rows) == {f"{s3_bucket}/{key}" for key in objects}
     assert {row["status"] for row in rows.values()} <= {"ok", "skipped"}
     no_secrets(ran.stdout, ran.stderr, report.read_text())
+
+
+async def test_other_formats_are_put_beside_the_json_and_added_later_from_it(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """`--format txt,pdf` on S3: each file put; a format added later is made from the JSON."""
+    seed_objects(s3_bucket, {"in/a.pdf": make_pdf(2)})
+    journal = tmp_path / "journal.sqlite3"
+    args = ("ocr", f"{s3_bucket}/in", "-o", f"{s3_bucket}/out", "--journal", journal, "--emulator")
+    ran = await run_cli(*args, "--format", "json,txt,pdf")
+    assert ran.code == 0, ran.stderr
+    got = outputs(s3_bucket)
+    assert set(got) == {"a.pdf.ocr.json", "a.pdf.txt", "a.pdf.ocr.pdf"}
+    assert got["a.pdf.ocr.pdf"].startswith(b"%PDF")
+    assert got["a.pdf.txt"].decode() == OCRResult.from_json(got["a.pdf.ocr.json"]).to_text()
+
+    again = await run_cli(*args, "--format", "json,hocr")
+    assert again.code == 0, again.stderr
+    assert sorted(again.paths) == [f"{s3_bucket}/out/a.pdf.hocr", f"{s3_bucket}/out/a.pdf.ocr.json"]
+    assert "a.pdf.hocr" in outputs(s3_bucket)

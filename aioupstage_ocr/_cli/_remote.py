@@ -231,13 +231,27 @@ def default_journal(output_url: str) -> Path:
 def put_outputs(
     result: OCRResult, formats: Iterable[str], json_key: Path, *, document: str, name: str
 ) -> Written:
-    """`write_outputs` for a key: local keys in place; objects made locally, each put whole."""
+    """`write_outputs` for a key: local keys in place; objects made locally, each put whole.
+
+    A searchable PDF of a document at a URL is made from its bytes (read once more).
+    """
+    formats = tuple(formats)
+    original: bytes | str = document
+    if "pdf" in formats and _storage.is_url(document):
+        try:
+            original = _storage.read_bytes(document)
+        except UpstageOCRError as exc:
+            written = put_outputs(
+                result, [f for f in formats if f != "pdf"], json_key, document=document, name=name
+            )
+            written.errors["pdf"] = exc
+            return written
     url = url_of(json_key)
     if url is None:
-        return write_outputs(result, formats, json_key, document=document, name=name)
+        return write_outputs(result, formats, json_key, document=original, name=name)
     with tempfile.TemporaryDirectory(prefix="aioupstage-ocr-") as folder:
         local = Path(folder, posixpath.basename(url))
-        written = write_outputs(result, formats, local, document=document, name=name)
+        written = write_outputs(result, formats, local, document=original, name=name)
         prefix = url.rsplit("/", 1)[0]
         for fmt, path in list(written.paths.items()):
             target = _storage.join(prefix, path.name)
