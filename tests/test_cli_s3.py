@@ -7,7 +7,6 @@ credentials in its environment (`s3_server` sets them for the session, and
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import signal
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from _s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, S3Server, seed_objects
 from test_cli import cli_env, pdf_texts, read_report, run_cli, start_cli
+from test_cli_resume import wait_for
 
 from aioupstage_ocr import OCRResult
 from aioupstage_ocr._cli._remote import default_journal
@@ -53,6 +53,22 @@ def check(objects: dict[str, bytes], pdfs: tuple[int, ...], got: dict[str, bytes
             assert OCRResult.from_json(data).num_pages == 1
 
 
+def s3_args(bucket: str, journal: Path, report: Path, base_url: str) -> tuple[str | Path, ...]:
+    """`ocr BUCKET/in -o BUCKET/out` with a journal, a report and the emulator's URL."""
+    return (
+        "ocr",
+        f"{bucket}/in",
+        "-o",
+        f"{bucket}/out",
+        "--journal",
+        journal,
+        "--report",
+        report,
+        "--base-url",
+        base_url,
+    )
+
+
 def no_secrets(*texts: str) -> None:
     for text in texts:
         assert FAKE_SECRET_KEY not in text
@@ -67,18 +83,7 @@ async def test_s3_to_s3_mirrors_outputs_and_a_rerun_skips_them(
     pdfs = (101,)
     objects = seed(s3_bucket, pdfs=pdfs, images=4)
     journal, report = tmp_path / "journal.sqlite3", tmp_path / "report.jsonl"
-    args = (
-        "ocr",
-        f"{s3_bucket}/in",
-        "-o",
-        f"{s3_bucket}/out",
-        "--journal",
-        journal,
-        "--report",
-        report,
-        "--base-url",
-        upstage_emulator.base_url,
-    )
+    args = s3_args(s3_bucket, journal, report, upstage_emulator.base_url)
     ran = await run_cli(*args)
     assert ran.code == 0, ran.stderr
     got = outputs(s3_bucket)
@@ -95,6 +100,18 @@ async def test_s3_to_s3_mirrors_outputs_and_a_rerun_skips_them(
     assert {row["status"] for row in read_report(report).values()} == {"skipped"}
     assert sorted(again.paths) == sorted(ran.paths)
     assert len(upstage_emulator.stats.async_submissions) == 1
+
+    # An object put again with other content (within the same second, same size) is done again.
+    changed = "in/sub/b000-scan.png"
+    other = make_image("png", seed=999, width=48, height=32)
+    assert len(other) == len(objects[changed])
+    assert other != objects[changed]
+    seed_objects(s3_bucket, {changed: other})
+    third = await run_cli(*args)
+    assert third.code == 0, third.stderr
+    statuses = {key: row["status"] for key, row in read_report(report).items()}
+    assert statuses.pop(f"{s3_bucket}/{changed}") == "ok"
+    assert set(statuses.values()) == {"skipped"}
 
 
 async def test_local_inputs_to_s3_and_one_object_to_a_local_folder(
@@ -131,14 +148,6 @@ async def test_a_missing_bucket_fails_naming_it(s3_server: S3Server, tmp_path: P
     no_secrets(ran.stdout, ran.stderr)
 
 
-async def wait_for(condition: object, limit: float = 60) -> None:
-    assert callable(condition)
-    deadline = asyncio.get_running_loop().time() + limit
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
-
-
 @pytest.mark.slow
 @pytest.mark.upstage_emulator(batch_latency=0.05, workers=2)
 async def test_killed_s3_run_resumes_and_submits_each_async_document_once(
@@ -148,18 +157,7 @@ async def test_killed_s3_run_resumes_and_submits_each_async_document_once(
     pdfs = (101, 102, 103, 104)
     objects = seed(s3_bucket, pdfs=pdfs, images=10)
     journal, report = tmp_path / "journal.sqlite3", tmp_path / "report.jsonl"
-    args = (
-        "ocr",
-        f"{s3_bucket}/in",
-        "-o",
-        f"{s3_bucket}/out",
-        "--journal",
-        journal,
-        "--report",
-        report,
-        "--base-url",
-        upstage_emulator.base_url,
-    )
+    args = s3_args(s3_bucket, journal, report, upstage_emulator.base_url)
     stats = upstage_emulator.stats
     proc = await start_cli(*args)
     await wait_for(lambda: len(stats.async_submissions) >= 2)
