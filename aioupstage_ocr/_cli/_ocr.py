@@ -839,7 +839,7 @@ class OcrCommand:
             self.display.paused()
         elif event.kind == "pages" and event.source is not None:
             self.display.pages_advanced(
-                _remote.key_text(event.source),
+                _shown(_remote.key_text(event.source)),  # as `_row` names it
                 event.pages_completed or 0,
             )
 

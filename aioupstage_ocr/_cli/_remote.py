@@ -24,7 +24,6 @@ shown (`shown`). Everything that reads or writes goes through `_storage`
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import posixpath
@@ -45,11 +44,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RemoteMapper",
-    "Source",
+    "copy_output",
     "default_journal",
     "document_of",
     "exists",
     "iter_all",
+    "journal_file",
     "key_of",
     "key_text",
     "make_mapper",
@@ -63,9 +63,6 @@ __all__ = [
 ]
 
 _MARK = "/@url/"
-
-#: An input found by `iter_all`: an item, or (for a URL) the key path and its listing error.
-Source = InputItem
 
 
 def key_of(url: str) -> Path:
@@ -127,7 +124,7 @@ def stat_of(key: str | os.PathLike[str]) -> tuple[int, int]:
     return size, mtime_ns
 
 
-def iter_all(args: Sequence[str]) -> Iterator[Source]:
+def iter_all(args: Sequence[str]) -> Iterator[InputItem]:
     """The inputs of `args`: local ones as `iter_inputs` finds them, then each URL's."""
     local = [arg for arg in args if not _storage.is_url(arg)]
     if local:
@@ -137,7 +134,7 @@ def iter_all(args: Sequence[str]) -> Iterator[Source]:
             yield from _iter_url(arg)
 
 
-def _iter_url(url: str) -> Iterator[Source]:
+def _iter_url(url: str) -> Iterator[InputItem]:
     if _single(url):
         yield InputItem(key_of(url), explicit=True)
         return
@@ -150,7 +147,6 @@ def _iter_url(url: str) -> Iterator[Source]:
         yield InputItem(key_of(url), explicit=True, error=missing)
 
 
-@functools.lru_cache(maxsize=64)
 def _single(url: str) -> bool:
     """A URL naming one object (a supported name that is there), not a prefix."""
     if posixpath.splitext(url.rstrip("/"))[1].lower() not in EXTENSIONS:
