@@ -196,3 +196,14 @@ async def test_other_formats_are_put_beside_the_json_and_added_later_from_it(
     assert again.code == 0, again.stderr
     assert sorted(again.paths) == [f"{s3_bucket}/out/a.pdf.hocr", f"{s3_bucket}/out/a.pdf.ocr.json"]
     assert "a.pdf.hocr" in outputs(s3_bucket)
+
+
+async def test_dry_run_plans_objects_by_url(s3_server: S3Server, s3_bucket: str) -> None:
+    """`--dry-run` on a prefix: one line per object, named by URL; nothing written."""
+    seed_objects(s3_bucket, {"in/a.pdf": make_pdf(3), "in/skip.txt": b"x"})
+    ran = await run_cli("ocr", f"{s3_bucket}/in", "-o", f"{s3_bucket}/out", "--dry-run")
+    assert ran.code == 0, ran.stderr
+    first, total = ran.paths[0], ran.paths[-2]
+    assert first.startswith(f"{s3_bucket}/in/a.pdf\t3 pages")
+    assert total.startswith("total: 1 input, 3 pages")
+    assert outputs(s3_bucket) == {}
