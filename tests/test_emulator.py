@@ -182,7 +182,7 @@ async def test_sync_reads_pdf_text_layer(api: Api) -> None:
     data = reply.json()
     assert set(data) == LIVE_TOP
     assert list(data) == sorted(LIVE_TOP)  # in the service's order too
-    assert (data["apiVersion"], data["modelVersion"]) == ("1.1", "ocr-250904")
+    assert (data["apiVersion"], data["modelVersion"]) == ("1.1", "ocr-2.2.1")
     assert (data["mimeType"], data["stored"], data["numBilledPages"]) == (
         "multipart/form-data", False, 3
     )  # fmt: skip
@@ -257,7 +257,7 @@ async def test_auth_configured_key(api: Api, upstage_emulator: UpstageEmulator) 
 
 async def test_model_field(api: Api) -> None:
     """`ocr` and the pinned version pass; a missing or unknown model is a 400."""
-    assert (await api.post(make_pdf(1), model="ocr-250904")).status == 200
+    assert (await api.post(make_pdf(1), model="ocr-2.2.1")).status == 200
     assert assert_error_body(await api.post(make_pdf(1), model="layout"), 400) == {
         "code": 400, "message": "invalid model name"
     }  # fmt: skip
@@ -340,7 +340,7 @@ async def test_seed_shape_switch(api: Api, upstage_emulator: UpstageEmulator) ->
     upstage_emulator.configure(shape="seed")
     data = (await api.post(make_tiff(2, width=200, height=150), filename="t.tif")).json()
     assert set(data) == {"api", "model", "pages", "usage"}
-    assert (data["api"], data["model"], data["usage"]) == ("2.0", "ocr-250904", {"pages": 2})
+    assert (data["api"], data["model"], data["usage"]) == ("2.0", "ocr-2.2.1", {"pages": 2})
     for page in data["pages"]:
         assert set(page) == {"id", "text", "words"}
         assert [w["id"] for w in page["words"]] == list(range(len(page["words"])))

@@ -137,7 +137,7 @@ class EmulatorConfig:
     max_async_pages: int = 1000
     max_bytes: int = 50_000_000
     max_pixels: int = 200_000_000
-    model_version: str = "ocr-250904"
+    model_version: str = "ocr-2.2.1"
     recordings: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
