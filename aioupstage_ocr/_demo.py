@@ -34,7 +34,14 @@ from .testing._documents import make_image, make_pdf, make_tiff
 from .testing._emulator import UpstageEmulator
 from .testing._recordings import load_recordings
 
-__all__ = ["DEMO_EMULATOR", "REAL_OCR", "make_documents", "replay_recordings", "run_demo"]
+__all__ = [
+    "DEMO_EMULATOR",
+    "REAL_OCR",
+    "find_recordings",
+    "make_documents",
+    "replay_recordings",
+    "run_demo",
+]
 
 #: The emulator of the demo: some latency, a few 5xx, a rate limit to find.
 DEMO_EMULATOR = EmulatorConfig(
@@ -54,6 +61,24 @@ BIG_NAME = "annual-report.pdf"
 BIG_PAGES = 150
 #: The live service's recorded answers, beside the project in a checkout (never copied in).
 REAL_OCR = Path(__file__).resolve().parents[2] / "shared" / "real-ocr"
+
+
+def find_recordings(given: str | os.PathLike[str] | None = None) -> Path | None:
+    """The folder of recorded answers the demo replays, or None when there is none.
+
+    `given` (the `--recordings` option) wins; then beside the package (an editable
+    install in a checkout), then `shared/real-ocr` beside the current directory or
+    any folder above it (a `pip install .` run from the checkout, whose package
+    sits in site-packages).
+    """
+    if given is not None:
+        return Path(given)
+    here = Path.cwd().resolve()
+    for base in (REAL_OCR.parents[1], here, *here.parents):
+        candidate = base / "shared" / "real-ocr"
+        if candidate.is_dir():
+            return candidate
+    return None
 
 
 def make_documents(folder: Path) -> list[Path]:
@@ -78,10 +103,13 @@ def make_documents(folder: Path) -> list[Path]:
     return paths
 
 
-def run_demo(output_dir: str | None = None) -> int:
+def run_demo(
+    output_dir: str | None = None, recordings: str | os.PathLike[str] | None = None
+) -> int:
     """Run the demo; 0 when everything but the deliberately bad file succeeded.
 
-    And, where the recordings are there, every replayed result is its recording.
+    And, where the recordings are there (`recordings`, else `find_recordings()`),
+    every replayed result is its recording.
     """
     root = Path(output_dir or tempfile.mkdtemp(prefix="aioupstage-ocr-demo-")).resolve()
     documents, outputs, report = root / "documents", root / "outputs", root / "report.jsonl"
@@ -124,10 +152,17 @@ def run_demo(output_dir: str | None = None) -> int:
     )
     _say(f"  aioupstage-ocr ocr {documents} -o {outputs} --emulator")
     mismatched: list[str] = []
-    if REAL_OCR.is_dir():
-        mismatched = replay_recordings(REAL_OCR, root / "replay")
+    folder = find_recordings(recordings)
+    if folder is not None and folder.is_dir():
+        mismatched = replay_recordings(folder, root / "replay")
+    elif folder is not None:
+        _say(f"No recorded answers at {folder}: not a folder.")
+        return 2
     else:
-        _say(f"(No recorded answers at {REAL_OCR}: the replay of real answers is skipped.)")
+        _say(
+            "(No shared/real-ocr beside this folder or above it: the replay of real "
+            "answers is skipped; --recordings DIR names one.)"
+        )
     _say("On your own files: set UPSTAGE_API_KEY and run `aioupstage-ocr ocr FILES... -o DIR`.")
     _say(f"Demo done in {time.monotonic() - started:.1f} s.")
     if unexpected:

@@ -485,3 +485,21 @@ def test_display_lists_the_first_failures_and_points_to_the_report() -> None:
     text = err.getvalue()
     assert text.count("  /in/f") == MAX_LISTED
     assert "... and 5 more (see /tmp/r.jsonl)" in text
+
+
+def test_demo_finds_recordings_beside_the_checkout_it_runs_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-editable install (package in site-packages) still finds `shared/real-ocr`
+    beside the folder the demo runs from, the nearest first; `--recordings` wins."""
+    from aioupstage_ocr import _demo
+
+    monkeypatch.setattr(_demo, "REAL_OCR", tmp_path / "site" / "pkg" / "shared" / "real-ocr")
+    project = tmp_path / "work" / "project"
+    (project / "sub").mkdir(parents=True)
+    monkeypatch.chdir(project / "sub")
+    if not any((up / "shared" / "real-ocr").is_dir() for up in tmp_path.parents):
+        assert _demo.find_recordings() is None
+    (tmp_path / "work" / "shared" / "real-ocr").mkdir(parents=True)
+    assert _demo.find_recordings() == tmp_path / "work" / "shared" / "real-ocr"
+    assert _demo.find_recordings(tmp_path / "mine") == tmp_path / "mine"

@@ -294,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where to make the demo (default: a new temp folder)",
     )
+    demo.add_argument(
+        "--recordings",
+        metavar="DIR",
+        help="a folder of documents with the live service's recorded answers to replay "
+        "(default: shared/real-ocr beside the project or the current folder, if there)",
+    )
     demo.set_defaults(handler=_cmd_demo)
     return parser
 
@@ -384,7 +390,7 @@ def _dry_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .._demo import run_demo  # noqa: PLC0415 - loads the emulator: only when run
 
-    return run_demo(args.output_dir)
+    return run_demo(args.output_dir, args.recordings)
 
 
 # --------------------------------------------------------------------------- the requests by hand
