@@ -542,7 +542,7 @@ class OcrCommand:
             if entry is not None and _same_content(entry, seen):
                 done = await kept(self.journal, key, seen, entry)
                 if done is not None:
-                    await self._row(await self._with_outputs(key, done))
+                    await self._already_done(key, done, claimed=False)
                     return None
         return await self._plan_claimed(seen, await self.journal.claim(key), waited=False)
 
@@ -581,8 +581,7 @@ class OcrCommand:
         if waited and row is not None:  # the run that held it may have finished it
             done = await already_done(self.journal, key, seen, row, seen.sha256, own=True)
             if done is not None:
-                await self.journal.release(key)
-                await self._row(await self._with_outputs(key, done))
+                await self._already_done(key, done, claimed=True)
                 return None
         entry: Entry | None = None
         sha256: str | None = None
@@ -601,8 +600,7 @@ class OcrCommand:
         if entry is not None:
             done = await already_done(self.journal, key, seen, entry, sha256, own=own)
             if done is not None:
-                await self.journal.release(key)
-                await self._row(await self._with_outputs(key, done))
+                await self._already_done(key, done, claimed=True)
                 return None
             request_id = request_to_poll(entry)
             if request_id is not None:
@@ -610,6 +608,12 @@ class OcrCommand:
                 return Resume(_remote.document_of(key), request_id)
         self._remember(key, meta)
         return _remote.document_of(key)
+
+    async def _already_done(self, key: str, done: ReportRow, *, claimed: bool) -> None:
+        """Write the row of an input found done (its claim let go first, if `claimed`)."""
+        if claimed:
+            await self.journal.release(key)
+        await self._row(await self._with_outputs(key, done))
 
     async def _with_outputs(self, key: str, row: ReportRow) -> ReportRow:
         """A done input's row, its other outputs checked: those missing (a format added
