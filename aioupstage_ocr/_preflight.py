@@ -75,6 +75,9 @@ _ACCEPTED = ", ".join(f.name for f in Format)
 
 #: Files up to this size are read whole for their upload; larger ones stream from disk.
 SMALL_UPLOAD = 256 * 1024
+#: Local files up to this size are read on the event loop itself: one open and read
+#: of a few pages costs less than the hop to a worker thread and back.
+INLINE_READ = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -113,6 +116,14 @@ class PreparedDocument:
     source_pages: tuple[int, ...] | None = None
     document_pages: int | None = None
     repair_of: str | None = None
+
+    @property
+    def opens_inline(self) -> bool:
+        """Whether `open()` is cheap enough to call on the event loop: bytes, or a
+        local file of at most `INLINE_READ` bytes."""
+        return isinstance(self.source, bytes) or (
+            isinstance(self.source, Path) and self.size <= INLINE_READ
+        )
 
     @property
     def content_type(self) -> str:

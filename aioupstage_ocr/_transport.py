@@ -519,7 +519,10 @@ class Transport:
                 data: aiohttp.FormData | None = None
                 if document is not None:
                     # Opened here, for this attempt only: a sent form cannot be reused.
-                    body = await anyio.to_thread.run_sync(document.open)
+                    if document.opens_inline:
+                        body = document.open()
+                    else:
+                        body = await anyio.to_thread.run_sync(document.open)
                     data = _form(fields or {}, document, body)
                 if before_send is not None:
                     before_send()
