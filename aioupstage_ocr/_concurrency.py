@@ -72,10 +72,11 @@ class AdaptiveConcurrency:
     Answers from requests sent before the last cut never cut or grow it (one
     burst is one cut); the window never goes below `minimum` nor above
     `ceiling`, and grows only when it was full (a client with little to send
-    learns nothing). Uploads take at most all but one of the slots, so
-    status fetches never queue behind a burst of uploads. Waiters are served
-    first come, first served (a status fetch may pass uploads held by that
-    rule).
+    learns nothing). Once a status fetch has been asked for (an async request
+    is open), uploads take at most all but one of the slots, so status fetches
+    never queue behind a burst of uploads; until then (only sync work) they
+    take every slot. Waiters are served first come, first served (a status
+    fetch may pass uploads held by that rule).
     """
 
     __slots__ = (
@@ -92,6 +93,7 @@ class AdaptiveConcurrency:
         "_initial_hold",
         "_max_hold",
         "_minimum",
+        "_polls",
         "_ratio",
         "_seen",
         "_slow_start",
@@ -139,6 +141,7 @@ class AdaptiveConcurrency:
         self._cuts = 0
         self._in_flight = 0
         self._uploads = 0
+        self._polls = False  # a status fetch was asked for: uploads leave it a slot
         self._waiters: deque[_Waiter] = deque()
 
     def __repr__(self) -> str:
@@ -173,7 +176,9 @@ class AdaptiveConcurrency:
         limit = self.limit
         if self._in_flight >= limit:
             return False
-        return not upload or self._uploads < max(1, limit - 1)
+        if not upload or not self._polls:
+            return True
+        return self._uploads < max(1, limit - 1)
 
     def _take(self, upload: bool) -> None:
         self._in_flight += 1
@@ -184,6 +189,8 @@ class AdaptiveConcurrency:
         """Wait for a slot (an upload: one that leaves a slot to status fetches)."""
         # Every release wakes each waiter there is room for, so a waiter left
         # has none: room now is room no one ahead of us could take.
+        if not upload:
+            self._polls = True
         if self._room(upload):
             self._take(upload)
             return Slot(upload)

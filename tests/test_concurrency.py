@@ -135,6 +135,7 @@ async def test_a_window_not_full_does_not_grow() -> None:
 async def test_uploads_leave_a_slot_and_waiters_go_in_order() -> None:
     """Uploads take all slots but one; the status fetch takes it; freed slots go FIFO."""
     window = AdaptiveConcurrency(3, initial=3)
+    window.release(await window.acquire())  # a status fetch was asked for: async work is open
     uploads = [await window.acquire(upload=True) for _ in range(2)]
     order: list[str] = []
 
@@ -159,6 +160,24 @@ async def test_uploads_leave_a_slot_and_waiters_go_in_order() -> None:
             window.release(slot)
     assert order == ["status-2", "upload-3", "upload-4"]
     assert window.in_flight == 0
+
+
+async def test_sync_only_uploads_take_every_slot_until_a_status_fetch() -> None:
+    """With no status fetch ever asked for (sync work only), uploads may fill the window;
+    from the first one on, they leave it a slot."""
+    window = AdaptiveConcurrency(4, initial=4)
+    uploads = [await window.acquire(upload=True) for _ in range(4)]
+    assert window.in_flight == 4
+    for slot in uploads:
+        window.release(slot)
+    window.release(await window.acquire())
+    uploads = [await window.acquire(upload=True) for _ in range(3)]
+    with anyio.move_on_after(0.05) as waited:
+        uploads.append(await window.acquire(upload=True))
+    assert waited.cancelled_caught
+    assert window.in_flight == 3
+    for slot in uploads:
+        window.release(slot)
 
 
 async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
