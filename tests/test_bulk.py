@@ -35,7 +35,14 @@ from aioupstage_ocr import (
 )
 from aioupstage_ocr._bulk._gate import FIRST_WAVE, KEY_WAVE, KeyGate
 from aioupstage_ocr._retry import RetryEvent
-from aioupstage_ocr.testing import UpstageEmulator, emulated_text, make_image, make_pdf, page_text
+from aioupstage_ocr.testing import (
+    EmulatorThread,
+    UpstageEmulator,
+    emulated_text,
+    make_image,
+    make_pdf,
+    page_text,
+)
 
 #: The tests that build their own client (a thread's emulator, real retry waits) use these.
 TEST_KEY = "bulk-test-key"
@@ -107,7 +114,7 @@ def emulator_in_thread(**config: Any) -> Iterator[UpstageEmulator]:
 
 
 async def test_mixed_documents_come_back_whole(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator, tmp_path: Path
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """Images and small PDFs go sync, multi-batch PDFs async; every page is right and in order."""
     images = [make_image("png" if n % 2 else "jpeg", seed=n) for n in range(20)]
@@ -188,7 +195,7 @@ async def test_ordered_yields_in_input_order(client: AsyncUpstageOCR) -> None:
 
 
 async def test_identical_files_are_ocred_once(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator, tmp_path: Path
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """Copies of one file share the first one's result; the service sees each content once."""
     image, pdf = make_image("png", seed=99), make_pdf(104)
@@ -228,7 +235,7 @@ async def test_identical_files_are_ocred_once(
 
 @pytest.mark.upstage_emulator(error_rate=1.0, error_statuses=(422,), fault_routes=("sync",))
 async def test_identical_files_share_an_error(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """When the first copy fails, the copies waiting on it get the same error."""
     image = make_image("png", seed=5)
@@ -255,7 +262,7 @@ async def test_identical_files_share_an_error(
 
 
 async def test_bad_documents_fail_alone(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator, tmp_path: Path
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """Empty, unsupported, missing, a folder, not a document: each its own error; rest finish."""
     empty = write(tmp_path, "empty.pdf", b"")
@@ -354,7 +361,7 @@ async def test_arguments_are_checked(client: AsyncUpstageOCR) -> None:
 
 @pytest.mark.upstage_emulator(api_key="right")
 async def test_wrong_key_stops_the_run_at_once(
-    upstage_emulator: UpstageEmulator, retry_testing: None
+    upstage_emulator: EmulatorThread, retry_testing: None
 ) -> None:
     """500 inputs with a refused key: the probe and the first wave, one AuthenticationError."""
     taken: list[BulkItem] = []
@@ -372,7 +379,7 @@ async def test_wrong_key_stops_the_run_at_once(
 
 @pytest.mark.upstage_emulator(error_rate=1.0, error_statuses=(403,), fault_routes=("sync", "async"))
 async def test_no_credit_stops_the_run(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """A 403 from the API (no credit) stops the run within the key gate's wave."""
     with pytest.raises(PermissionDeniedError):
@@ -426,7 +433,7 @@ async def test_the_first_wave_is_not_one_document(client: AsyncUpstageOCR) -> No
 
 
 async def test_failing_hook_stops_the_run(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """A before_submit hook that fails stops the run; that document is never sent."""
     documents = [unique_png(n) for n in range(40)]
@@ -531,7 +538,7 @@ async def test_aclose_stops_a_running_run(retry_testing: None) -> None:
 
 
 async def test_resume_polls_without_submitting(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator, tmp_path: Path
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """A `Resume` entry is polled and downloaded, never submitted again."""
     pdf = make_pdf(118)
@@ -551,7 +558,7 @@ async def test_resume_polls_without_submitting(
 
 
 async def test_journal_hooks_run_before_and_after_the_request(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator, tmp_path: Path
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """before_submit runs before the service sees the document; after_submit has the id."""
     pdf, image = make_pdf(102), make_image("png", seed=3)
@@ -581,7 +588,7 @@ async def test_journal_hooks_run_before_and_after_the_request(
 
 
 @pytest.mark.upstage_emulator(rps=20, retry_after=True, error_rate=0.1, seed=3)
-async def test_retrying_and_paused_events(upstage_emulator: UpstageEmulator) -> None:
+async def test_retrying_and_paused_events(upstage_emulator: EmulatorThread) -> None:
     """5xx and 429s show as `retrying` events for their document; Retry-After as `paused`."""
     events: list[BulkEvent] = []
     retries = Retries(attempts=10, initial=0.01, maximum=0.1, retry_after_max=0.3)
@@ -603,7 +610,7 @@ async def test_retrying_and_paused_events(upstage_emulator: UpstageEmulator) -> 
 
 
 @pytest.mark.upstage_emulator(error_rate=0.2, seed=5)
-async def test_runs_and_listeners_share_one_client(upstage_emulator: UpstageEmulator) -> None:
+async def test_runs_and_listeners_share_one_client(upstage_emulator: EmulatorThread) -> None:
     """Two runs on one client count their own retries; listeners added meanwhile unhook neither."""
     heard: list[RetryEvent] = []
     late: list[RetryEvent] = []

@@ -24,7 +24,14 @@ from aioupstage_ocr import (
     RateLimit,
     Retries,
 )
-from aioupstage_ocr.testing import UpstageEmulator, emulated_text, make_image, make_pdf, page_text
+from aioupstage_ocr.testing import (
+    EmulatorThread,
+    UpstageEmulator,
+    emulated_text,
+    make_image,
+    make_pdf,
+    page_text,
+)
 
 KEY = "bulk-scale-key"
 FAST = Polling(initial=0.02, maximum=0.1, factor=1.5, jitter=0.1)
@@ -64,7 +71,7 @@ def open_fds() -> int:
     batch_latency=0.01,
     workers=8,
 )
-async def test_faults_at_scale_every_page_right(upstage_emulator: UpstageEmulator) -> None:
+async def test_faults_at_scale_every_page_right(upstage_emulator: EmulatorThread) -> None:
     """300 images and 10 multi-batch PDFs through 5xx, drops, cut bodies, dead links, 429s."""
     images = [make_image("png" if n % 3 else "jpeg", seed=1000 + n) for n in range(300)]
     pdfs = [make_pdf(101 + 3 * n) for n in range(10)]  # 101..128 pages: async in auto mode
@@ -119,7 +126,7 @@ async def test_faults_at_scale_every_page_right(upstage_emulator: UpstageEmulato
 @pytest.mark.slow
 @pytest.mark.upstage_emulator(sync_latency=0.005)
 async def test_open_files_stay_bounded_over_2000_paths(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """2,000 paths from a generator: open descriptors and concurrency stay within the limits."""
     base = make_image("png", seed=7)
@@ -169,7 +176,7 @@ async def test_open_files_stay_bounded_over_2000_paths(
 @pytest.mark.parametrize("client_rps", [None, 30.0], ids=["adaptive", "given"])
 @pytest.mark.upstage_emulator(rps=30, retry_after=False)
 async def test_pace_settles_near_the_server_limit(
-    upstage_emulator: UpstageEmulator, client_rps: float | None
+    upstage_emulator: EmulatorThread, client_rps: float | None
 ) -> None:
     """With the server at 30 RPS, the client's pace settles near it; 429s stay a small share."""
     limit = 30.0
@@ -207,7 +214,7 @@ async def test_pace_settles_near_the_server_limit(
 
 @pytest.mark.upstage_emulator(start_delay=0.1, batch_latency=0.002, workers=32)
 async def test_expired_links_cost_one_refetch_per_request(
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
 ) -> None:
     """All of a request's links dead at once: one status re-fetch serves every batch."""
     pdfs = [make_pdf(101 + 7 * n) for n in range(5)]  # 11 to 13 batches each

@@ -24,7 +24,7 @@ from aioupstage_ocr import AsyncUpstageOCR, OCRResult
 from aioupstage_ocr._cli import main
 from aioupstage_ocr._cli._display import MAX_LISTED, RunDisplay
 from aioupstage_ocr._report import ReportRow
-from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf, page_text
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf, page_text
 
 #: A key distinctive enough to search for in every output.
 CLI_KEY = "up_CLI-key-3e8b1d7a9c2f4e60-never-print"
@@ -130,7 +130,7 @@ def pdf_texts(pages: int) -> list[str]:
 
 
 async def test_mixed_inputs_exit_1_with_a_row_for_each(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """Good and bad inputs: exit 1, one report row each, the good written, same names kept apart."""
     docs, out, report = tmp_path / "docs", tmp_path / "out", tmp_path / "report.jsonl"
@@ -191,7 +191,7 @@ async def test_mixed_inputs_exit_1_with_a_row_for_each(
 
 @pytest.mark.upstage_emulator(api_key=CLI_KEY)
 async def test_the_key_never_appears_anywhere(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """The key is never in stdout, stderr, the report, the journal or the outputs, even refused."""
     docs, out, report = tmp_path / "docs", tmp_path / "out", tmp_path / "report.jsonl"
@@ -223,7 +223,7 @@ async def test_the_key_never_appears_anywhere(
 
 
 async def test_stdout_has_only_paths_while_the_bar_draws_on_a_terminal(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """stderr a terminal (progress bar, summary table), stdout a pipe: one path per line."""
     pty = pytest.importorskip("pty")
@@ -267,7 +267,7 @@ async def test_stdout_has_only_paths_while_the_bar_draws_on_a_terminal(
 
 
 async def test_rerun_skips_finished_copies_identical_and_rechecks_content(
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
@@ -312,7 +312,7 @@ async def test_rerun_skips_finished_copies_identical_and_rechecks_content(
 
 
 async def test_one_file_goes_to_the_temp_folder_by_default(
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
@@ -370,7 +370,7 @@ async def test_usage_errors_exit_2(
 
 
 async def test_status_fetch_and_requests(
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
     client: AsyncUpstageOCR,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

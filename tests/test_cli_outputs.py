@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aioupstage_ocr import OCRResult
-from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf
 from tests.test_cli import CLI_KEY, read_report, run_main
 
 ALL = "json,txt,hocr,alto,pdf"
@@ -57,7 +57,7 @@ def check_first_run(docs: Path, out: Path, report: Path) -> dict[str, int]:
 
 
 async def test_formats_are_written_reported_and_resumed_together(
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
     dirs: tuple[Path, Path, Path],
     capfd: pytest.CaptureFixture[str],
 ) -> None:
@@ -103,7 +103,7 @@ def make_docx() -> bytes:
 
 
 async def test_a_format_that_cannot_be_made_fails_the_row_not_the_others(
-    upstage_emulator: UpstageEmulator, dirs: tuple[Path, Path, Path]
+    upstage_emulator: EmulatorThread, dirs: tuple[Path, Path, Path]
 ) -> None:
     """A DOCX has no searchable PDF: its row fails naming it; its other outputs are written."""
     docs, out, report = dirs
@@ -132,7 +132,7 @@ async def test_a_format_that_cannot_be_made_fails_the_row_not_the_others(
 
 
 async def test_convert_makes_outputs_from_a_saved_result(
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
     dirs: tuple[Path, Path, Path],
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],

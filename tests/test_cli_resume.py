@@ -12,7 +12,7 @@ from test_cli import pdf_texts, read_report, run_cli, run_main, start_cli, texts
 
 from aioupstage_ocr import AsyncUpstageOCR, OCRResult
 from aioupstage_ocr._journal import Journal, State, journal_path
-from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf, page_text
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf, page_text
 
 
 def sha256(path: Path) -> str:
@@ -60,7 +60,7 @@ def check_outputs(made: dict[Path, int], docs: Path, out: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.upstage_emulator(batch_latency=0.05, workers=2)
 async def test_killed_twice_then_resumed_submits_each_async_document_once(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """SIGKILL part-way, twice; the third run: exit 0, outputs right, each async doc sent once."""
     docs, out, report = tmp_path / "docs", tmp_path / "out", tmp_path / "report.jsonl"
@@ -97,7 +97,7 @@ async def test_killed_twice_then_resumed_submits_each_async_document_once(
 @pytest.mark.slow
 @pytest.mark.upstage_emulator(batch_latency=0.05, workers=2)
 async def test_ctrl_c_stops_reading_finishes_what_was_taken_and_resumes(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """One SIGINT: exit 130 with how to resume, inputs left unread; the next run completes them."""
     docs, out, report = tmp_path / "docs", tmp_path / "out", tmp_path / "report.jsonl"
@@ -132,7 +132,7 @@ async def test_ctrl_c_stops_reading_finishes_what_was_taken_and_resumes(
 
 
 async def test_unanswered_submits_are_adopted_resent_or_refused(
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
     client: AsyncUpstageOCR,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

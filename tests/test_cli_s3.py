@@ -18,7 +18,7 @@ from test_cli_resume import wait_for
 
 from aioupstage_ocr import OCRResult
 from aioupstage_ocr._cli._remote import default_journal
-from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf
 
 
 def seed(bucket: str, *, pdfs: tuple[int, ...], images: int) -> dict[str, bytes]:
@@ -77,7 +77,7 @@ def no_secrets(*texts: str) -> None:
 
 @pytest.mark.upstage_emulator(batch_latency=0.02, workers=2)
 async def test_s3_to_s3_mirrors_outputs_and_a_rerun_skips_them(
-    upstage_emulator: UpstageEmulator, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+    upstage_emulator: EmulatorThread, s3_server: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:
     """Outputs under the output prefix, URLs on stdout; the same command again: all skipped."""
     pdfs = (101,)
@@ -151,7 +151,7 @@ async def test_a_missing_bucket_fails_naming_it(s3_server: S3Server, tmp_path: P
 @pytest.mark.slow
 @pytest.mark.upstage_emulator(batch_latency=0.05, workers=2)
 async def test_killed_s3_run_resumes_and_submits_each_async_document_once(
-    upstage_emulator: UpstageEmulator, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+    upstage_emulator: EmulatorThread, s3_server: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:
     """SIGKILL with async documents open; the rerun: exit 0, outputs right, each sent once."""
     pdfs = (101, 102, 103, 104)

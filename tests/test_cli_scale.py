@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_cli import read_report, start_cli
 
-from aioupstage_ocr.testing import UpstageEmulator, make_image
+from aioupstage_ocr.testing import EmulatorThread, make_image
 
 #: Paths fed on stdin (10,000 measured by hand: see the command line's notes in README).
 COUNT = 2000
@@ -47,7 +47,7 @@ def memory_kb(pid: int) -> tuple[int, int] | None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for memory")
 @pytest.mark.upstage_emulator(batch_latency=0.0)
 async def test_thousands_of_stdin_paths_with_flat_memory(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """COUNT paths on stdin: exit 0, a path and a row each; RSS at the end ~ RSS early on."""
     docs, out, report = tmp_path / "docs", tmp_path / "out", tmp_path / "report.jsonl"

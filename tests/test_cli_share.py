@@ -21,7 +21,7 @@ from test_cli_resume import sha256
 
 from aioupstage_ocr import AsyncUpstageOCR, OCRResult
 from aioupstage_ocr._journal import LEASE_ENV, Journal, journal_path
-from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf
 
 #: The lease of every run in these tests, in seconds.
 LEASE = "3"
@@ -120,7 +120,7 @@ async def run_together(*argvs: tuple[object, ...], env: dict[str, str]) -> list[
 @pytest.mark.slow
 @pytest.mark.upstage_emulator(batch_latency=0.05, workers=2)
 async def test_two_runs_on_different_inputs_share_the_default_output_folder(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """No -o, started together: both exit 0, every output right, each tells only its own."""
     temp = tmp_path / "temp"  # the system temp folder, as both runs see it
@@ -158,7 +158,7 @@ async def test_two_runs_on_different_inputs_share_the_default_output_folder(
 @pytest.mark.slow
 @pytest.mark.upstage_emulator(batch_latency=0.02, workers=4)
 async def test_two_runs_on_the_same_inputs_send_each_document_once(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """40 async PDFs and 40 images, two runs at once on one folder: each sent once in all."""
     docs, out = tmp_path / "docs", tmp_path / "out"
@@ -193,7 +193,7 @@ async def test_two_runs_on_the_same_inputs_send_each_document_once(
 @pytest.mark.slow
 @pytest.mark.upstage_emulator(batch_latency=0.1, sync_latency=0.3, workers=2)
 async def test_a_killed_run_leaves_its_inputs_to_the_other_without_paying_twice(
-    upstage_emulator: UpstageEmulator, tmp_path: Path
+    upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """SIGKILL a run holding open requests: the other takes them over; none is sent twice."""
     docs, out = tmp_path / "docs", tmp_path / "out"
@@ -243,7 +243,7 @@ async def test_a_killed_run_leaves_its_inputs_to_the_other_without_paying_twice(
 
 
 async def test_a_cut_off_submit_taken_over_waits_for_a_live_runs_answer(
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
     client: AsyncUpstageOCR,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from aioupstage_ocr.testing import (
+    EmulatorThread,
     UpstageEmulator,
     emulated_text,
     make_image,
@@ -113,7 +114,7 @@ class Api:
 
 
 @pytest.fixture
-async def api(upstage_emulator: UpstageEmulator) -> AsyncIterator[Api]:
+async def api(upstage_emulator: EmulatorThread) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as session:
         yield Api(session, upstage_emulator)
 
@@ -243,7 +244,7 @@ async def test_auth_any_key_by_default(api: Api) -> None:
         assert "Authorization" in assert_error_body(reply, 401)["message"]
 
 
-async def test_auth_configured_key(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_auth_configured_key(api: Api, upstage_emulator: EmulatorThread) -> None:
     """With a configured key only that key passes, and the key is never echoed."""
     upstage_emulator.configure(api_key="s3cret")
     reply = await api.post(make_pdf(1), headers={"Authorization": "Bearer wrong"})
@@ -309,7 +310,7 @@ async def test_over_50_mb_413(api: Api, tmp_path: Path) -> None:
     assert api.emulator.stats.sync_submissions == {}
 
 
-async def test_sync_page_limit_413(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_sync_page_limit_413(api: Api, upstage_emulator: EmulatorThread) -> None:
     """More than 100 pages is a 413 on sync; the limit is configurable."""
     assert "101 pages" in assert_error_body(await api.post(make_pdf(101)), 413)["message"]
     assert (await api.post(make_pdf(100))).status == 200
@@ -317,7 +318,7 @@ async def test_sync_page_limit_413(api: Api, upstage_emulator: UpstageEmulator) 
     assert_error_body(await api.post(make_pdf(3)), 413)
 
 
-async def test_pixel_limit_413(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_pixel_limit_413(api: Api, upstage_emulator: EmulatorThread) -> None:
     """A page over the pixel limit is refused."""
     upstage_emulator.configure(max_pixels=1000)
     assert "pixels" in assert_error_body(await api.post(make_image("png")), 413)["message"]
@@ -335,7 +336,7 @@ async def test_corrupt_documents_422(api: Api) -> None:
     assert api.emulator.stats.statuses[500] == 0
 
 
-async def test_seed_shape_switch(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_seed_shape_switch(api: Api, upstage_emulator: EmulatorThread) -> None:
     """`shape="seed"`: the seed page's shape, ratio boxes, usage.pages, no sizes."""
     upstage_emulator.configure(shape="seed")
     data = (await api.post(make_tiff(2, width=200, height=150), filename="t.tif")).json()
@@ -365,7 +366,7 @@ async def test_live_shape_sizes(api: Api) -> None:
     assert (pdf["width"], pdf["height"]) == (1275, 1650)  # letter at 150 dpi
 
 
-async def test_error_shape_switch(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_error_shape_switch(api: Api, upstage_emulator: EmulatorThread) -> None:
     """The other error body, `{"error": {"message", "type", "code"}}`, names the error."""
     upstage_emulator.configure(error_shape="error")
     reply = await api.post(make_pdf(1), model="bad")
@@ -404,7 +405,7 @@ async def test_unknown_routes_are_json(api: Api) -> None:
 # -- async ----------------------------------------------------------------------
 
 
-async def test_async_lifecycle(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_async_lifecycle(api: Api, upstage_emulator: EmulatorThread) -> None:
     """submitted, then started, then completed; batches of 10 pages, the last partial."""
     upstage_emulator.configure(start_delay=0.3, batch_latency=0.1, workers=2)
     request_id = await api.submit(make_pdf(25))
@@ -444,7 +445,7 @@ async def test_async_lifecycle(api: Api, upstage_emulator: UpstageEmulator) -> N
 
 
 async def test_batches_out_of_order_and_unsorted(
-    api: Api, upstage_emulator: UpstageEmulator
+    api: Api, upstage_emulator: EmulatorThread
 ) -> None:
     """Batches finish out of order and the list is not sorted (seeded)."""
     upstage_emulator.configure(workers=2, batch_latency=0.05, latency_jitter=0.5)
@@ -457,7 +458,7 @@ async def test_batches_out_of_order_and_unsorted(
     assert finished != sorted(finished)
 
 
-async def test_download_covers_batch_pages(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_download_covers_batch_pages(api: Api, upstage_emulator: EmulatorThread) -> None:
     """A batch's download is a live-shape result of its pages; ids from the batch by default."""
     request_id = await api.submit(make_pdf(23))
     done = await api.wait(request_id)
@@ -488,7 +489,7 @@ def _words_per_page(data: bytes) -> list[list[str]]:
     return [text.split() for text in emulated_text(data)]
 
 
-async def test_download_seed_shape(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_download_seed_shape(api: Api, upstage_emulator: EmulatorThread) -> None:
     """The shape switch applies to downloads too."""
     upstage_emulator.configure(shape="seed")
     done = await api.wait(await api.submit(make_pdf(2)))
@@ -498,7 +499,7 @@ async def test_download_seed_shape(api: Api, upstage_emulator: UpstageEmulator) 
 
 
 async def test_completed_batch_downloadable_while_others_run(
-    api: Api, upstage_emulator: UpstageEmulator
+    api: Api, upstage_emulator: EmulatorThread
 ) -> None:
     """One worker: the first batch can be fetched while the rest are still queued."""
     upstage_emulator.configure(workers=1, batch_latency=0.15)
@@ -516,7 +517,7 @@ async def test_completed_batch_downloadable_while_others_run(
     assert (await api.download(completed[0]["download_url"])).status == 200
 
 
-async def test_download_refuses_authorization(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_download_refuses_authorization(api: Api, upstage_emulator: EmulatorThread) -> None:
     """A download carrying Authorization is refused with XML, and counted."""
     done = await api.wait(await api.submit(make_pdf(3)))
     url = done["batches"][0]["download_url"]
@@ -531,7 +532,7 @@ async def test_download_refuses_authorization(api: Api, upstage_emulator: Upstag
     assert upstage_emulator.stats.downloads == 2
 
 
-async def test_link_expiry_and_fresh_link(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_link_expiry_and_fresh_link(api: Api, upstage_emulator: EmulatorThread) -> None:
     """Past url_ttl a link gives a 403 XML; a fresh status fetch signs a working one."""
     upstage_emulator.configure(url_ttl=1.0)
     done = await api.wait(await api.submit(make_pdf(2)))
@@ -547,7 +548,7 @@ async def test_link_expiry_and_fresh_link(api: Api, upstage_emulator: UpstageEmu
     assert (await api.download(fresh)).status == 200
 
 
-async def test_expire_links_now(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_expire_links_now(api: Api, upstage_emulator: EmulatorThread) -> None:
     """`expire_links()` expires every link signed so far; tampered links fail the signature."""
     done = await api.wait(await api.submit(make_pdf(2)))
     url = done["batches"][0]["download_url"]
@@ -571,7 +572,7 @@ async def test_over_async_page_limit_accepted_then_failed(api: Api) -> None:
     assert done["batches"] == []
 
 
-async def test_failed_batches(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_failed_batches(api: Api, upstage_emulator: EmulatorThread) -> None:
     """Failing batches end `failed` with a failure_message, and so does the request."""
     upstage_emulator.configure(batch_failure_rate=1.0)
     done = await api.wait(await api.submit(make_pdf(12)))
@@ -584,7 +585,7 @@ async def test_failed_batches(api: Api, upstage_emulator: UpstageEmulator) -> No
     assert upstage_emulator.stats.batches_failed == 2
 
 
-async def test_retrying_batches(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_retrying_batches(api: Api, upstage_emulator: EmulatorThread) -> None:
     """A failing batch is retried (`retrying`) before it fails for good."""
     upstage_emulator.configure(batch_failure_rate=1.0, batch_retries=1, batch_latency=0.15)
     request_id = await api.submit(make_pdf(5))
@@ -623,7 +624,7 @@ async def test_async_refusals(api: Api) -> None:
     assert api.emulator.stats.async_submissions == {}
 
 
-async def test_request_ids_replay_per_document(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_request_ids_replay_per_document(api: Api, upstage_emulator: EmulatorThread) -> None:
     """Request ids come from the seed and the document: a replay gets the same ids."""
     data = make_pdf(2)
     first = await api.submit(data)
@@ -668,7 +669,7 @@ async def test_sample_scans(api: Api, samples: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_sample_117_pages(api: Api, upstage_emulator: UpstageEmulator, samples: Path) -> None:
+async def test_sample_117_pages(api: Api, upstage_emulator: EmulatorThread, samples: Path) -> None:
     """GeoTopo (117 pages): 413 on sync, 12 batches that complete on async."""
     upstage_emulator.configure(batch_latency=0.01, workers=8)
     data = (samples / "GeoTopo-komprimiert.pdf").read_bytes()

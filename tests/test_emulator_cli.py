@@ -16,14 +16,20 @@ from test_emulator import Api
 
 from aioupstage_ocr import ConfigurationError
 from aioupstage_ocr._cli import build_parser
-from aioupstage_ocr.testing import EmulatorConfig, EmulatorStats, UpstageEmulator, make_pdf
+from aioupstage_ocr.testing import (
+    EmulatorConfig,
+    EmulatorStats,
+    EmulatorThread,
+    UpstageEmulator,
+    make_pdf,
+)
 from aioupstage_ocr.testing._cli import add_arguments, config_from_args
 from aioupstage_ocr.testing._faults import GCRA
 from aioupstage_ocr.testing._ocr import content_cache, inspect_bytes, read_content
 
 
 @pytest.fixture
-async def api(upstage_emulator: UpstageEmulator) -> AsyncIterator[Api]:
+async def api(upstage_emulator: EmulatorThread) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as session:
         yield Api(session, upstage_emulator)
 
@@ -116,7 +122,7 @@ def test_config_validation() -> None:
     assert "hidden-key" not in repr(EmulatorConfig(api_key="hidden-key"))
 
 
-async def test_control_routes(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_control_routes(api: Api, upstage_emulator: EmulatorThread) -> None:
     """Another process can read stats, configure, expire links and reset over HTTP."""
     root = upstage_emulator.base_url.removesuffix("/v1") + "/_emulator"
     session = api.session
@@ -139,7 +145,7 @@ async def test_control_routes(api: Api, upstage_emulator: UpstageEmulator) -> No
     assert upstage_emulator.stats.requests == {}
 
 
-async def test_control_outage(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_control_outage(api: Api, upstage_emulator: EmulatorThread) -> None:
     """The outage control route answers, then the port refuses for a while."""
     root = upstage_emulator.base_url.removesuffix("/v1") + "/_emulator"
     async with api.session.post(root + "/outage?seconds=0.3") as response:
@@ -151,13 +157,13 @@ async def test_control_outage(api: Api, upstage_emulator: UpstageEmulator) -> No
 
 
 @pytest.mark.upstage_emulator(rps=7, shape="seed")
-async def test_fixture_marker_configures(upstage_emulator: UpstageEmulator) -> None:
+async def test_fixture_marker_configures(upstage_emulator: EmulatorThread) -> None:
     """The marker sets config fields for one test."""
     assert upstage_emulator.config.rps == 7
     assert upstage_emulator.config.shape == "seed"
 
 
-async def test_fixture_resets_between_tests(upstage_emulator: UpstageEmulator) -> None:
+async def test_fixture_resets_between_tests(upstage_emulator: EmulatorThread) -> None:
     """The next test starts from the defaults, with zeroed stats and no requests."""
     assert upstage_emulator.config == EmulatorConfig()
     assert upstage_emulator.stats == EmulatorStats()
@@ -165,7 +171,7 @@ async def test_fixture_resets_between_tests(upstage_emulator: UpstageEmulator) -
     assert upstage_emulator.base_url.startswith("http://127.0.0.1:")
 
 
-async def test_reset_forgets_requests(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_reset_forgets_requests(api: Api, upstage_emulator: EmulatorThread) -> None:
     """reset() forgets requests (404 after) and zeroes stats."""
     request_id = await api.submit(make_pdf(1))
     upstage_emulator.configure(seed=5)
@@ -208,7 +214,7 @@ def test_content_cache_evicts_least_recent() -> None:
     assert cache.get("sha3") is contents[3]
 
 
-async def test_wait_idle(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_wait_idle(api: Api, upstage_emulator: EmulatorThread) -> None:
     """wait_idle returns once every async request has ended."""
     upstage_emulator.configure(batch_latency=0.05)
     ids = [await api.submit(make_pdf(n)) for n in (5, 15)]

@@ -12,16 +12,22 @@ import aiohttp
 import pytest
 from test_emulator import Api, assert_error_body, sha
 
-from aioupstage_ocr.testing import EmulatorConfig, UpstageEmulator, make_image, make_pdf
+from aioupstage_ocr.testing import (
+    EmulatorConfig,
+    EmulatorThread,
+    UpstageEmulator,
+    make_image,
+    make_pdf,
+)
 
 
 @pytest.fixture
-async def api(upstage_emulator: UpstageEmulator) -> AsyncIterator[Api]:
+async def api(upstage_emulator: EmulatorThread) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as session:
         yield Api(session, upstage_emulator)
 
 
-async def test_rps_limit_with_retry_after(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_rps_limit_with_retry_after(api: Api, upstage_emulator: EmulatorThread) -> None:
     """Over the RPS limit: 429 with an integer Retry-After and a JSON error; counted."""
     upstage_emulator.configure(rps=2)
     replies = [await api.requests() for _ in range(5)]
@@ -36,7 +42,7 @@ async def test_rps_limit_with_retry_after(api: Api, upstage_emulator: UpstageEmu
     assert (await api.requests()).status == 200
 
 
-async def test_rps_limit_without_retry_after(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_rps_limit_without_retry_after(api: Api, upstage_emulator: EmulatorThread) -> None:
     """With retry_after off, the 429 carries no Retry-After."""
     upstage_emulator.configure(rps=1, retry_after=False)
     assert (await api.requests()).status == 200
@@ -46,7 +52,7 @@ async def test_rps_limit_without_retry_after(api: Api, upstage_emulator: Upstage
 
 
 async def test_rps_counts_submits_polls_and_lists_not_downloads(
-    api: Api, upstage_emulator: UpstageEmulator
+    api: Api, upstage_emulator: EmulatorThread
 ) -> None:
     """Submits, polls and lists share the RPS budget; storage downloads do not."""
     done = await api.wait(await api.submit(make_pdf(1)))
@@ -57,7 +63,7 @@ async def test_rps_counts_submits_polls_and_lists_not_downloads(
     assert [(await api.download(url)).status for _ in range(3)] == [200, 200, 200]
 
 
-async def test_ppm_limit(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_ppm_limit(api: Api, upstage_emulator: EmulatorThread) -> None:
     """Pages per minute: past the minute's budget a 429 says when the pages fit."""
     upstage_emulator.configure(ppm=10)
     assert (await api.post(make_pdf(6))).status == 200
@@ -68,7 +74,7 @@ async def test_ppm_limit(api: Api, upstage_emulator: UpstageEmulator) -> None:
     assert upstage_emulator.stats.async_submissions == {}
 
 
-async def test_injected_errors(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_injected_errors(api: Api, upstage_emulator: EmulatorThread) -> None:
     """error_rate answers 5xx before doing the work; fault_routes narrows where."""
     upstage_emulator.configure(error_rate=1.0)
     reply = await api.post(make_pdf(1))
@@ -83,7 +89,7 @@ async def test_injected_errors(api: Api, upstage_emulator: UpstageEmulator) -> N
     assert (await api.status("anything")).status >= 500
 
 
-async def test_dropped_submit_was_taken(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_dropped_submit_was_taken(api: Api, upstage_emulator: EmulatorThread) -> None:
     """A dropped async submit gets no answer, yet the service took it (ambiguous submit)."""
     upstage_emulator.configure(drop_rate=1.0, fault_routes=("async", "sync"))
     data = make_pdf(2)
@@ -98,7 +104,7 @@ async def test_dropped_submit_was_taken(api: Api, upstage_emulator: UpstageEmula
     assert upstage_emulator.stats.sync_submissions[sha(data)] == 1
 
 
-async def test_truncated_download(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_truncated_download(api: Api, upstage_emulator: EmulatorThread) -> None:
     """A truncated download declares its full length, sends part and closes."""
     done = await api.wait(await api.submit(make_pdf(3)))
     url = done["batches"][0]["download_url"]
@@ -110,7 +116,7 @@ async def test_truncated_download(api: Api, upstage_emulator: UpstageEmulator) -
     assert (await api.download(url)).status == 200
 
 
-async def test_download_faults(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_download_faults(api: Api, upstage_emulator: EmulatorThread) -> None:
     """With `download` in fault_routes, storage answers 5xx with an XML body."""
     done = await api.wait(await api.submit(make_pdf(1)))
     upstage_emulator.configure(error_rate=1.0, fault_routes=("download",))
@@ -119,7 +125,7 @@ async def test_download_faults(api: Api, upstage_emulator: UpstageEmulator) -> N
     assert reply.body.startswith(b"<?xml")
 
 
-async def test_early_expiry(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_early_expiry(api: Api, upstage_emulator: EmulatorThread) -> None:
     """early_expiry_rate hands out links that are expired at once."""
     upstage_emulator.configure(early_expiry_rate=1.0)
     done = await api.wait(await api.submit(make_pdf(1)))
@@ -128,7 +134,7 @@ async def test_early_expiry(api: Api, upstage_emulator: UpstageEmulator) -> None
     assert b"Request has expired" in reply.body
 
 
-async def test_outage_refuses_then_recovers(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_outage_refuses_then_recovers(api: Api, upstage_emulator: EmulatorThread) -> None:
     """During an outage connections are refused; afterwards the same port answers."""
     assert (await api.requests()).status == 200  # a kept-alive connection exists
     upstage_emulator.outage(0.4)
@@ -144,7 +150,7 @@ async def test_outage_refuses_then_recovers(api: Api, upstage_emulator: UpstageE
     assert (await api.requests()).status == 200
 
 
-async def test_peak_concurrency_and_latency(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_peak_concurrency_and_latency(api: Api, upstage_emulator: EmulatorThread) -> None:
     """Concurrent calls are counted at their peak; sync_latency holds each answer."""
     upstage_emulator.configure(sync_latency=0.3)
     started = time.monotonic()
@@ -159,7 +165,7 @@ async def test_peak_concurrency_and_latency(api: Api, upstage_emulator: UpstageE
     assert stats.statuses[200] == 5
 
 
-async def test_no_upload_counted_without_posts(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_no_upload_counted_without_posts(api: Api, upstage_emulator: EmulatorThread) -> None:
     """Polls and lists upload nothing; every POST to an OCR route counts as an upload."""
     await api.requests()
     await api.status("x")
@@ -241,7 +247,7 @@ async def test_no_tasks_leak() -> None:
     assert leaked == set()
 
 
-async def test_retry_after_as_http_date(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_retry_after_as_http_date(api: Api, upstage_emulator: EmulatorThread) -> None:
     """retry_after_date sends Retry-After as an HTTP date a whole second or more ahead."""
     upstage_emulator.configure(rps=1, retry_after_date=True)
     await api.requests()
@@ -252,7 +258,7 @@ async def test_retry_after_as_http_date(api: Api, upstage_emulator: UpstageEmula
     assert 0 < ahead <= 2
 
 
-async def test_sync_timeout_504(api: Api, upstage_emulator: UpstageEmulator) -> None:
+async def test_sync_timeout_504(api: Api, upstage_emulator: EmulatorThread) -> None:
     """A sync call slower than sync_timeout answers 504 at the timeout."""
     upstage_emulator.configure(sync_latency=30.0, sync_timeout=0.2)
     started = time.monotonic()

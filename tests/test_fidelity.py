@@ -17,7 +17,7 @@ import pytest
 from test_emulator import Api
 
 from aioupstage_ocr import AsyncUpstageOCR, OCRResult
-from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf
 
 #: The live shape's keys, at each level, as every recorded answer has them.
 LIVE_TOP = {
@@ -52,7 +52,7 @@ def recordings(folder: Path) -> list[tuple[Path, Path]]:
 
 
 @pytest.fixture
-async def api(upstage_emulator: UpstageEmulator) -> AsyncIterator[Api]:
+async def api(upstage_emulator: EmulatorThread) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as session:
         yield Api(session, upstage_emulator)
 
@@ -82,7 +82,7 @@ async def test_emulator_answers_in_the_recorded_shape(api: Api, real_ocr: Path) 
 @pytest.mark.parametrize("page_ids", ["batch", "document"])
 @pytest.mark.parametrize("shape", ["live", "seed"])
 async def test_async_merged_equals_sync(
-    api: Api, client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator, shape: str, page_ids: str
+    api: Api, client: AsyncUpstageOCR, upstage_emulator: EmulatorThread, shape: str, page_ids: str
 ) -> None:
     """35 pages through the async endpoint, merged, are the sync answer as JSON, in both shapes."""
     upstage_emulator.configure(shape=shape, page_ids=page_ids, batch_latency=0.01)
@@ -96,7 +96,7 @@ async def test_async_merged_equals_sync(
 
 
 async def test_seed_shape_saves_in_its_own_shape(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator, tmp_path: Path
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """A seed-shape answer parses, merges and saves as the seed shape, not as the live one."""
     upstage_emulator.configure(shape="seed", batch_latency=0.01)
@@ -145,7 +145,7 @@ async def _run(*args: str | os.PathLike[str], env: dict[str, str]) -> int:
 
 
 async def test_replay_answers_the_recording_itself(
-    api: Api, upstage_emulator: UpstageEmulator, real_ocr: Path
+    api: Api, upstage_emulator: EmulatorThread, real_ocr: Path
 ) -> None:
     """With `recordings=`, a recorded document's sync answer is the recorded file, byte for byte."""
     upstage_emulator.configure(recordings=real_ocr)
@@ -162,7 +162,7 @@ async def test_replay_answers_the_recording_itself(
 async def test_replay_async_batches_merge_back(
     api: Api,
     client: AsyncUpstageOCR,
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
     real_ocr: Path,
     page_ids: str,
 ) -> None:

@@ -9,7 +9,7 @@ pytest.importorskip("s3fs")
 from aioupstage_ocr import AsyncUpstageOCR, DocumentNotFoundError
 from aioupstage_ocr._preflight import SMALL_UPLOAD, prepare
 from aioupstage_ocr._storage import RemoteDocument, write_whole
-from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf
 
 
 async def test_ocr_reads_a_url(client: AsyncUpstageOCR, s3_bucket: str) -> None:
@@ -34,7 +34,7 @@ def test_a_large_object_streams_from_the_store(s3_bucket: str) -> None:
 
 
 async def test_ocr_many_over_urls(
-    client: AsyncUpstageOCR, s3_bucket: str, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, s3_bucket: str, upstage_emulator: EmulatorThread
 ) -> None:
     big = make_image("bmp", width=400, height=300)
     write_whole(f"{s3_bucket}/big.bmp", big)
