@@ -25,6 +25,7 @@ import aiohttp
 import anyio
 
 from ._bulk import BulkEvent, BulkRun, KnownHook, Resume, SubmitHook
+from ._bulk._types import name_of
 from ._config import (
     DEFAULT_DOCUMENT_LIMITS,
     DEFAULT_LIMITS,
@@ -42,12 +43,12 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._engine import Engine
-from ._exceptions import TooManyPagesError, WaitTimeoutError
+from ._engine import Engine, Sent
+from ._exceptions import OCRTimeoutError, TooManyPagesError, UpstageOCRError, WaitTimeoutError
 from ._models import OCRResult, RequestStatus, RequestSummary
 from ._pages import parse_pages
 from ._poller import ProgressHook
-from ._preflight import Document, Mode, Plan
+from ._preflight import Document, Mode, Plan, PreparedDocument
 from ._preflight import plan as plan_document
 from ._ratelimit import Pacer
 from ._reconcile import Window
@@ -151,6 +152,8 @@ class AsyncUpstageOCR:
         filename: str | None = None,
         schema: str | None = None,
         pages: str | Iterable[int] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the documented API; raises OCRTimeoutError
+        on_accepted: Callable[[str], object] | None = None,
     ) -> OCRResult:
         """OCR one document: a path, bytes (name it with `filename`) or a binary file object.
 
@@ -172,10 +175,64 @@ class AsyncUpstageOCR:
         `schema` (`"clova"`, `"google"`) is sent as the service's `schema` field;
         the vendor formats it asks for are not the shapes `OCRResult` reads, so
         such a call raises `ResponseValidationError`, whose `body` holds them.
+
+        `timeout` is one deadline for the whole call (preflight, upload,
+        retries, polls, downloads): past it, everything the call started is
+        cancelled and `OCRTimeoutError` is raised, with the `request_ids` the
+        async endpoint had accepted (they go on; `wait()` collects them without
+        paying again). `on_accepted(request_id)` is called as soon as the
+        async endpoint accepts the document (or a part of it): an app whose
+        call is cancelled (the browser went away) keeps the id from there. A
+        cancelled call also notes the accepted ids on its `CancelledError`.
         """
+        accepted: list[str] = []
+        try:
+            with anyio.fail_after(timeout):
+                return await self._ocr(
+                    document,
+                    mode=mode,
+                    filename=filename,
+                    schema=schema,
+                    pages=pages,
+                    accepted=accepted,
+                    on_accepted=on_accepted,
+                )
+        except TimeoutError as exc:
+            if timeout is None or isinstance(exc, UpstageOCRError):
+                raise  # a time-out of the service or the transport, not the deadline
+            name = filename or name_of(document, 0).replace("input-0", "the document")
+            raise OCRTimeoutError(name, timeout, tuple(accepted)) from None
+        except anyio.get_cancelled_exc_class() as exc:
+            if accepted:
+                exc.add_note(
+                    f"async request {', '.join(accepted)} accepted before the cancel goes "
+                    "on: wait() for it"
+                )
+            raise
+
+    async def _ocr(
+        self,
+        document: Document,
+        *,
+        mode: Mode,
+        filename: str | None,
+        schema: str | None,
+        pages: str | Iterable[int] | None,
+        accepted: list[str],
+        on_accepted: Callable[[str], object] | None,
+    ) -> OCRResult:
         ranges = None if pages is None else parse_pages(pages)
         prepared = await self._engine.prepare(document, filename=filename, mode=mode, pages=ranges)
-        send = partial(self._engine.send, mode=mode, schema=schema)
+        engine_send = partial(self._engine.send, mode=mode, schema=schema)
+
+        async def send(part: PreparedDocument) -> Sent:
+            sent = await engine_send(part)
+            if sent.request_id is not None:
+                accepted.append(sent.request_id)
+                if on_accepted is not None:
+                    on_accepted(sent.request_id)
+            return sent
+
         if prepared.parts:
             return await self._engine.run_parts(prepared, send=send, wait=self._engine.wait)
         sent = await send(prepared)

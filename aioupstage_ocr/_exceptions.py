@@ -35,7 +35,8 @@ UpstageOCRError
 │   └── PartialResultError             pages whose batch failed, sent again, still missing
 ├── AmbiguousSubmitError               a submit may or may not have reached the service
 ├── PageBudgetError                    not sent: it would take a bulk run past `max_pages`
-└── WaitTimeoutError                   `wait(timeout=...)` ran out (also a TimeoutError)
+├── WaitTimeoutError                   `wait(timeout=...)` ran out (also a TimeoutError)
+└── OCRTimeoutError                    `ocr(timeout=...)` ran out (request_ids; also a TimeoutError)
 ```
 
 Every message names what it is about (the file, the request id) and never
@@ -65,6 +66,7 @@ __all__ = [
     "LinkExpiredError",
     "MissingAPIKeyError",
     "NotFoundError",
+    "OCRTimeoutError",
     "PageBudgetError",
     "PageRangeError",
     "PartialResultError",
@@ -402,6 +404,30 @@ class WaitTimeoutError(UpstageOCRError, TimeoutError):
         self.request_id = request_id
         self.timeout = timeout
         super().__init__(f"request {request_id} not complete after {timeout:g} s")
+
+
+class OCRTimeoutError(UpstageOCRError, TimeoutError):
+    """`ocr(..., timeout=...)` ran out: one deadline for the whole call.
+
+    `request_ids` are the async requests the service had accepted for the
+    document by then (several for a document sent in parts; empty when none
+    was): they go on, and `client.wait(request_id)` collects one later without
+    paying again. `request_id` is the first of them, or None.
+    """
+
+    def __init__(self, document: str, timeout: float, request_ids: tuple[str, ...] = ()) -> None:
+        self.document = document
+        self.timeout = timeout
+        self.request_ids = tuple(request_ids)
+        self.request_id = self.request_ids[0] if self.request_ids else None
+        if self.request_ids:
+            told = f"request {', '.join(self.request_ids)} goes on: wait() for it"
+        else:
+            told = "no async request was accepted for it"
+        super().__init__(f"{document}: not done after {timeout:g} s; {told}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.document, self.timeout, self.request_ids))
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
