@@ -50,6 +50,7 @@ from ._pages import parse_pages
 from ._poller import ProgressHook
 from ._preflight import Document, Mode, Plan, PreparedDocument
 from ._preflight import plan as plan_document
+from ._priority import PriorityName, level_of
 from ._ratelimit import Pacer
 from ._reconcile import Window
 from ._transport import Transport
@@ -315,6 +316,7 @@ class AsyncUpstageOCR:
         known_part: KnownHook | None = None,
         pages: str | Iterable[int] | None = None,
         max_pages: int | None = None,
+        priority: PriorityName = "bulk",
     ) -> BulkRun:
         """OCR many documents at once; an async iterator of `BulkItem` as each finishes.
 
@@ -330,6 +332,12 @@ class AsyncUpstageOCR:
         sends: once a document would pass it, no more are sent (their items
         carry a `PageBudgetError`). See `BulkRun` for the stages, the
         hooks and `open_requests`.
+
+        `priority`: a bulk run's requests wait behind those of `ocr()`,
+        `submit()`, `wait()` and `get_request()` calls on the same client (a web
+        app's handlers), keeping 1 grant in 4 of what frees up while both wait
+        (a concurrency slot, the pacer's tokens), so it never starves; with
+        `"handler"` the run is lifted to their class.
         """
         return BulkRun(
             self._engine,
@@ -345,6 +353,7 @@ class AsyncUpstageOCR:
             known_part=known_part,
             pages=None if pages is None else parse_pages(pages),
             max_pages=max_pages,
+            priority=level_of(priority),
         )
 
     async def get_request(self, request_id: str) -> RequestStatus:

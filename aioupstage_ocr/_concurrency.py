@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from . import _priority as priority
+from ._priority import Turns
 from ._ratelimit import Clock, loop_time
 
 __all__ = ["AdaptiveConcurrency", "Slot"]
@@ -37,11 +39,12 @@ class Slot:
 
 
 class _Waiter:
-    __slots__ = ("event", "granted", "upload")
+    __slots__ = ("event", "granted", "level", "upload")
 
-    def __init__(self, upload: bool) -> None:
+    def __init__(self, upload: bool, level: int) -> None:
         self.event = anyio.Event()
         self.upload = upload
+        self.level = level
         self.granted = False
 
 
@@ -72,11 +75,13 @@ class AdaptiveConcurrency:
     Answers from requests sent before the last cut never cut or grow it (one
     burst is one cut); the window never goes below `minimum` nor above
     `ceiling`, and grows only when it was full (a client with little to send
-    learns nothing). Once a status fetch has been asked for (an async request
-    is open), uploads take at most all but one of the slots, so status fetches
-    never queue behind a burst of uploads; until then (only sync work) they
-    take every slot. Waiters are served first come, first served (a status
-    fetch may pass uploads held by that rule).
+    learns nothing). Once anything but a sync upload has been asked for (an
+    async submit, a status fetch), uploads take at most all but one of the
+    slots, so status fetches never queue behind a burst of uploads; until
+    then (only sync work) they take every slot. Waiters are served first come, first served within
+    their class (a status fetch may pass uploads held by that rule); between
+    classes, `_priority`'s rule: a request handler's waiters first, a bulk
+    run's 1 grant in 4 while both wait.
     """
 
     __slots__ = (
@@ -99,6 +104,7 @@ class AdaptiveConcurrency:
         "_slow_start",
         "_smoothing",
         "_tolerance",
+        "_turns",
         "_uploads",
         "_waiters",
         "_window",
@@ -142,7 +148,8 @@ class AdaptiveConcurrency:
         self._in_flight = 0
         self._uploads = 0
         self._polls = False  # a status fetch was asked for: uploads leave it a slot
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
+        self._turns = Turns()
 
     def __repr__(self) -> str:
         return (
@@ -185,24 +192,29 @@ class AdaptiveConcurrency:
         if upload:
             self._uploads += 1
 
-    async def acquire(self, *, upload: bool = False) -> Slot:
-        """Wait for a slot (an upload: one that leaves a slot to status fetches)."""
+    async def acquire(self, *, upload: bool = False, polls_follow: bool = True) -> Slot:
+        """Wait for a slot (an upload: one that leaves a slot to status fetches).
+
+        `polls_follow=False`: a sync upload, after which no status fetch comes;
+        until any other request is asked for, uploads may take every slot.
+        """
         # Every release wakes each waiter there is room for, so a waiter left
         # has none: room now is room no one ahead of us could take.
-        if not upload:
+        if polls_follow:
             self._polls = True
         if self._room(upload):
             self._take(upload)
             return Slot(upload)
-        waiter = _Waiter(upload)
-        self._waiters.append(waiter)
+        waiter = _Waiter(upload, priority.current())
+        queue = self._waiters[waiter.level]
+        queue.append(waiter)
         try:
             await waiter.event.wait()
         except BaseException:
             if waiter.granted:
                 self._give_back(upload)
             else:
-                self._waiters.remove(waiter)
+                queue.remove(waiter)
             raise
         return Slot(upload)
 
@@ -213,14 +225,25 @@ class AdaptiveConcurrency:
         self._wake()
 
     def _wake(self) -> None:
-        for waiter in tuple(self._waiters):
-            if self._in_flight >= self.limit:
+        while self._in_flight < self.limit:
+            handlers, bulk = (self._first_with_room(queue) for queue in self._waiters)
+            level = self._turns.pick(handlers is not None, bulk is not None)
+            if level is None:
                 return
+            waiter = handlers if level == priority.HANDLER else bulk
+            assert waiter is not None
+            self._waiters[level].remove(waiter)
+            waiter.granted = True
+            self._take(waiter.upload)
+            waiter.event.set()
+
+    def _first_with_room(self, queue: deque[_Waiter]) -> _Waiter | None:
+        for waiter in queue:
             if self._room(waiter.upload):
-                self._waiters.remove(waiter)
-                waiter.granted = True
-                self._take(waiter.upload)
-                waiter.event.set()
+                return waiter
+            if not waiter.upload:
+                return None  # a status fetch without room: no one after it has any
+        return None
 
     def release(
         self,

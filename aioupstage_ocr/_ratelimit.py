@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import anyio
 
 from ._config import DEFAULT_RATE, DEFAULT_RETRIES, RateLimit
+from ._priority import PriorityLock
 from ._retry import is_testing
 
 __all__ = [
@@ -67,7 +68,8 @@ def _check_rate(name: str, value: float) -> None:
 class TokenBucket:
     """`rate` tokens per second, at most `capacity` saved up; `acquire(cost)` takes `cost`.
 
-    Waiters are served first come, first served. A cost over the capacity
+    Waiters are served first come, first served within their class (`_priority`:
+    a request handler's before a bulk run's, which keeps 1 grant in 4). A cost over the capacity
     waits for a full bucket, then takes it all and leaves a debt that the
     next callers wait out, so the long-run rate holds and nothing deadlocks.
     """
@@ -107,7 +109,7 @@ class TokenBucket:
         self._hold_until = -math.inf
         self._clock = clock
         self._sleep = sleep
-        self._lock = anyio.Lock(fast_acquire=True)
+        self._lock = PriorityLock()
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate={self._rate:g}, capacity={self._capacity:g})"
@@ -549,7 +551,7 @@ class Pacer:
         self._limited = self._rps is not None or self._adaptive is not None or self._ppm is not None
         self._max_pause = max_pause
         self._budget = HeaderBudget()
-        self._budget_lock = anyio.Lock(fast_acquire=True)
+        self._budget_lock = PriorityLock()
         self._paused_until = -math.inf
         self._throttles = 0
         self._pauses = 0

@@ -509,7 +509,7 @@ class Transport:
         # a large document waiting for its pages never holds up polls.
         await self.pacer.acquire_pages(pages)
         window = self.concurrency
-        slot = await window.acquire(upload=document is not None)
+        slot = await window.acquire(upload=document is not None, polls_follow=kind != "sync_ocr")
         latency: float | None = None
         status = 0
         try:

@@ -163,10 +163,10 @@ async def test_uploads_leave_a_slot_and_waiters_go_in_order() -> None:
 
 
 async def test_sync_only_uploads_take_every_slot_until_a_status_fetch() -> None:
-    """With no status fetch ever asked for (sync work only), uploads may fill the window;
-    from the first one on, they leave it a slot."""
+    """With only sync uploads asked for, uploads may fill the window; from the first
+    other request on (a status fetch, an async submit), they leave it a slot."""
     window = AdaptiveConcurrency(4, initial=4)
-    uploads = [await window.acquire(upload=True) for _ in range(4)]
+    uploads = [await window.acquire(upload=True, polls_follow=False) for _ in range(4)]
     assert window.in_flight == 4
     for slot in uploads:
         window.release(slot)

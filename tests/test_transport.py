@@ -416,7 +416,8 @@ async def test_one_concurrency_limit_for_api_requests() -> None:
 
 
 async def test_status_fetches_never_queue_behind_uploads() -> None:
-    """Uploads leave a slot free: a status fetch goes out while uploads fill the rest."""
+    """Once async work is open, uploads leave a slot free: a status fetch goes out
+    while uploads fill the rest."""
     answered: list[str] = []
 
     async def sync(request: web.Request) -> web.Response:
@@ -434,10 +435,11 @@ async def test_status_fetches_never_queue_behind_uploads() -> None:
         http = transport(api, limits=Limits(max_concurrency=2))
         document = prepare(make_pdf(1), filename="a.pdf")
         try:
+            await http.get_request("r0")  # async work is open (sync uploads alone take all)
             uploads = [asyncio.create_task(http.ocr_sync(document, model="ocr")) for _ in range(3)]
             await asyncio.sleep(0.05)  # the uploads have taken what they may
             await http.get_request("r1")
-            assert answered == ["status"]  # answered before any upload finished
+            assert answered == ["status", "status"]  # answered before any upload finished
             await asyncio.gather(*uploads)
         finally:
             await http.aclose()

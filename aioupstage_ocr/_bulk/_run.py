@@ -32,6 +32,7 @@ from .._models import OCRResult
 from .._pages import PageRanges
 from .._poller import PollScheduler, Progress
 from .._preflight import Document, Mode, PreparedDocument
+from .._priority import BULK, running_as
 from ._counters import Counters
 from ._dedupe import Twins
 from ._events import BulkEvent, BulkStats
@@ -120,6 +121,7 @@ class BulkRun:
         known_part: KnownHook | None = None,
         pages: PageRanges | None = None,
         max_pages: int | None = None,
+        priority: int = BULK,
     ) -> None:
         if isinstance(documents, str | bytes | bytearray | memoryview | os.PathLike) or not (
             isinstance(documents, Iterable | AsyncIterable)
@@ -133,6 +135,7 @@ class BulkRun:
         if max_pending is not None and max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending!r}")
         self._engine = engine
+        self._priority = priority
         self._owner = owner
         self._documents = documents
         self._mode: Mode = mode
@@ -319,7 +322,7 @@ class BulkRun:
 
     async def _pipeline(self) -> None:
         try:
-            with anyio.CancelScope() as scope:
+            with running_as(self._priority), anyio.CancelScope() as scope:
                 self._scope = scope
                 if not self._going:
                     scope.cancel()
