@@ -22,6 +22,25 @@ ends `failed`, or `completed`), the completed ones are still downloaded,
 and the wait ends with a `BatchFailedError` that carries them and the failed
 ranges (`completed`, `failed_ranges`), so only the failed pages need sending
 again. When every batch is in, `merge_batches` checks coverage and joins them.
+
+Many requests open at once are answered by the request list (`GET .../requests`,
+one call) instead of one status fetch each. The list says only each request's
+`status` (no batches, no links), so it is read for which requests ended: an
+entry `completed` or `failed` gets one status fetch at once for its batches and
+links; one still running waits for the next list. A request missing from the
+list (the list may be cut short, or not show it yet) gets its status fetched as
+before, and after `_MAX_UNLISTED` misses in a row is polled on its own from then
+on; a list that fails is followed by status fetches for the requests that were
+due; a list the service does not serve (400/403/404/405/501, or a body that
+does not parse) turns listing off for this scheduler. One open request, a
+request whose links are due (missing, expired) and one whose batches have all
+ended are polled on their own. Algorithm: the list has one backoff of its own
+(`Polling.initial`, times `factor` after a list where no tracked request
+changed status, up to `maximum`, back to `initial` when one did or a new
+request is tracked), so its cost is one request per interval however many are
+open. A list call is a request like any other: it takes a poll slot, the
+concurrency window and the pacer. Batches finished while their request still
+runs are downloaded when it ends, not before (the list does not show them).
 """
 
 from __future__ import annotations
@@ -42,12 +61,20 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._config import DEFAULT_LIMITS, DEFAULT_POLLING, Limits, Polling
-from ._exceptions import BatchFailedError, LinkExpiredError, RequestFailedError
+from ._exceptions import (
+    APIStatusError,
+    BatchFailedError,
+    LinkExpiredError,
+    RequestFailedError,
+    ResponseValidationError,
+)
 from ._models import (
     BatchStatus,
     OCRResult,
     RequestStatus,
+    Status,
     merge_batches,
+    parse_request_list,
     parse_request_status,
     parse_result,
 )
@@ -59,6 +86,14 @@ logger = logging.getLogger("aioupstage_ocr")
 
 #: How many times one batch may get a fresh link after a 403 before the 403 is raised.
 MAX_LINK_REFRESHES = 5
+#: Open requests from which one list call answers them instead of a status fetch each.
+_LIST_MIN = 2
+#: Lists in a row a request may be missing from before it is polled on its own.
+_MAX_UNLISTED = 2
+#: The list's statuses after which a request's batches are fetched (with one status).
+_ENDED = frozenset({Status.COMPLETED.value, Status.FAILED.value})
+#: HTTP statuses that say the service does not serve the list (to this key): stop asking.
+_NO_LIST_STATUSES = frozenset({400, 403, 404, 405, 501})
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +167,9 @@ class _Tracked:
     refresh_wanted: bool = False
     status_seq: int = 0
     last: RequestStatus | None = None
+    listed: str | None = None  # the request's status as last seen (list or status fetch)
+    unlisted: int = 0  # lists in a row that did not show it
+    single_next: bool = False  # its next poll is a status fetch, whatever is open
     progress_key: tuple[object, ...] = ()
     batches: dict[tuple[int, int], _Batch] = field(default_factory=dict)
     scopes: set[anyio.CancelScope] = field(default_factory=set)
@@ -193,6 +231,13 @@ class PollScheduler:
         # (time, pages) each status showed completed since the last one: the pace
         # at which the service gets through this scheduler's requests.
         self._completions: collections.deque[tuple[float, int]] = collections.deque()
+        # The request list: whether to use it, who waits for the next one, its backoff.
+        self._listing = True
+        self._list_running = False
+        self._sweep: dict[_Tracked, int] = {}  # due requests (and their generation)
+        self._list_interval = polling.initial
+        self._last_list = -math.inf
+        self._next_list_at = -math.inf
         self._wake: anyio.Event | None = None
         self._task_group: TaskGroup | None = None
         self._closed = False
@@ -262,6 +307,9 @@ class PollScheduler:
         if tracked is None:
             tracked = _Tracked(request_id, interval=self._polling.initial, order=next(self._order))
             self._tracked[request_id] = tracked
+            # New work: the next list comes soon, not after a backed-off wait.
+            self._list_interval = self._polling.initial
+            self._next_list_at = min(self._next_list_at, self._last_list + self._polling.initial)
             self._schedule(tracked, 0.0)
         if hook is not None:
             tracked.hooks.append(hook)
@@ -324,17 +372,119 @@ class PollScheduler:
                 _due, _n, generation, tracked = heapq.heappop(self._heap)
                 if not _is_due(tracked, generation):
                     continue
-                await self._poll_slots.acquire()
-                if not _is_due(tracked, generation):  # finished while waiting for a slot
-                    self._poll_slots.release()
+                if len(self._tracked) >= _LIST_MIN and self._listable(tracked):
+                    self._sweep[tracked] = generation  # answered by the next list
                     continue
-                tracked.polling = True
-                self._task_group.start_soon(self._poll, tracked)
+                await self._start_poll(tracked, generation)
+            sweep_waits = bool(self._sweep) and not self._list_running
+            if sweep_waits and anyio.current_time() >= self._next_list_at:
+                await self._start_list()
+                sweep_waits = False
             delay = self._heap[0][0] - anyio.current_time() if self._heap else math.inf
+            if sweep_waits:
+                delay = min(delay, self._next_list_at - anyio.current_time())
             if delay > 0:
                 wake = self._wake
                 with anyio.move_on_after(delay):
                     await wake.wait()
+
+    async def _start_poll(self, tracked: _Tracked, generation: int) -> None:
+        """A status fetch for `tracked`, once a poll slot is free (unless it is no longer due)."""
+        assert self._task_group is not None
+        await self._poll_slots.acquire()
+        if not _is_due(tracked, generation):  # finished while waiting for a slot
+            self._poll_slots.release()
+            return
+        tracked.polling = True
+        self._task_group.start_soon(self._poll, tracked)
+
+    def _listable(self, tracked: _Tracked) -> bool:
+        """Whether the request list can answer for `tracked` (no links or batches due)."""
+        last = tracked.last
+        return (
+            self._listing
+            and not tracked.single_next
+            and not tracked.refresh_wanted
+            and tracked.unlisted < _MAX_UNLISTED
+            and (last is None or not _is_over(last))
+        )
+
+    async def _start_list(self) -> None:
+        """One list call for every listable open request, or status fetches when it saves none."""
+        assert self._task_group is not None
+        due = [(t, g) for t, g in self._sweep.items() if _is_due(t, g)]
+        self._sweep.clear()
+        if not due:
+            return
+        answered = [t for t in self._tracked.values() if not t.polling and self._listable(t)]
+        if len(answered) < _LIST_MIN:
+            for tracked, generation in due:
+                await self._start_poll(tracked, generation)
+            return
+        await self._poll_slots.acquire()
+        answered = [t for t in answered if not t.finished and not t.polling]
+        for tracked in answered:
+            tracked.polling = True  # its heap entries wait for the list's answer
+        self._list_running = True
+        self._task_group.start_soon(self._list, answered, {t for t, _ in due})
+
+    async def _list(self, answered: list[_Tracked], due: set[_Tracked]) -> None:
+        """The list's answer for `answered`: who ended, who waits, who needs its own status."""
+        statuses: dict[str, str] | None = None
+        try:
+            body = await self._transport.list_requests(on_retry=self._on_retry)
+            statuses = {s.id: s.status for s in parse_request_list(body, source="request list")}
+        except Exception as exc:  # noqa: BLE001 - the due requests fall back to status fetches
+            if isinstance(exc, ResponseValidationError) or (
+                isinstance(exc, APIStatusError) and exc.status_code in _NO_LIST_STATUSES
+            ):
+                self._listing = False
+                logger.info("the request list is not served (%s); polling each request", exc)
+            else:
+                logger.debug("the request list failed (%s); polling the due requests", exc)
+        finally:
+            self._list_running = False
+            self._poll_slots.release()
+            for tracked in answered:
+                tracked.polling = False
+        now = anyio.current_time()
+        self._last_list = now
+        moved, waiting = False, []
+        for tracked in answered:
+            if tracked.finished:
+                continue
+            status = statuses.get(tracked.request_id) if statuses is not None else None
+            if status is None or not self._listable(tracked):
+                if statuses is not None and status is None:
+                    tracked.unlisted += 1
+                if statuses is not None or tracked in due:
+                    tracked.single_next = True  # not listed, or no list: its own status
+                    self._schedule(tracked, 0.0)
+                else:
+                    waiting.append(tracked)  # the list failed; not due yet: wait as listed
+                continue
+            tracked.unlisted = 0
+            if status != tracked.listed:
+                moved = True
+                tracked.listed = status
+                self._report(tracked)
+            if status in _ENDED:
+                tracked.single_next = True  # its batches and links come with one status
+                self._schedule(tracked, 0.0)
+            else:
+                waiting.append(tracked)
+        polling = self._polling
+        if moved:
+            self._list_interval = polling.initial
+        else:
+            self._list_interval = min(polling.maximum, self._list_interval * polling.factor)
+        spread = polling.jitter
+        delay = self._list_interval * self._rng.uniform(1.0 - spread, 1.0 + spread)
+        self._next_list_at = now + delay
+        for tracked in waiting:
+            self._schedule(tracked, delay)
+        if self._wake is not None:
+            self._wake.set()
 
     # ------------------------------------------------------------------ polls
 
@@ -344,7 +494,7 @@ class PollScheduler:
             with anyio.CancelScope() as scope:
                 tracked.scopes.add(scope)
                 try:
-                    tracked.refresh_wanted = False
+                    tracked.refresh_wanted = tracked.single_next = False
                     body = await self._transport.get_request(
                         tracked.request_id, on_retry=self._on_retry
                     )
@@ -363,6 +513,7 @@ class PollScheduler:
         tracked.status_seq += 1
         self._note_completed(tracked, status)
         tracked.last = status
+        tracked.listed = status.status
         failed = [b for b in status.batches if b.is_failed]
         if status.is_failed and not failed and not any(b.is_completed for b in status.batches):
             self._finish(tracked, error=_failure(status, failed))  # the request's own failure
@@ -513,7 +664,7 @@ class PollScheduler:
             return
         progress = Progress(
             request_id=tracked.request_id,
-            status=status.status if status is not None else "submitted",
+            status=tracked.listed or "submitted",
             total_pages=status.total_pages if status is not None else None,
             completed_pages=status.completed_pages if status is not None else 0,
             downloaded_pages=tracked.downloaded_pages,

@@ -44,9 +44,16 @@ def batch_result(start: int, end: int) -> dict[str, Any]:
 class FakeService:
     """A scripted async service on loopback: `statuses(fetch_number)` gives each status body."""
 
-    def __init__(self, statuses: Callable[[int, str], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        statuses: Callable[[int, str], dict[str, Any]],
+        lists: Callable[[int], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.statuses = statuses
+        self.lists = lists  # None: the list route is not served (404)
         self.fetches: list[float] = []
+        self.fetched: list[str] = []  # request ids, one per status fetch
+        self.listed = 0
         self.downloads: list[str] = []
         self.storage = ""
 
@@ -55,7 +62,15 @@ class FakeService:
 
     async def status(self, request: web.Request) -> web.Response:
         self.fetches.append(time.monotonic())
+        self.fetched.append(request.match_info["request_id"])
         body = self.statuses(len(self.fetches), request.match_info["request_id"])
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def list(self, request: web.Request) -> web.Response:
+        if self.lists is None:
+            raise web.HTTPNotFound()
+        self.listed += 1
+        body = {"requests": self.lists(self.listed)}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def download(self, request: web.Request) -> web.Response:
@@ -77,6 +92,7 @@ async def running(service: FakeService) -> AsyncIterator[Transport]:
     """The fake service's API and storage hosts, and a transport to them."""
     api = web.Application()
     api.router.add_get("/v1/document-digitization/requests/{request_id}", service.status)
+    api.router.add_get("/v1/document-digitization/requests", service.list)
     storage = web.Application()
     storage.router.add_get("/b/{pages}.json", service.download)
     runners = [web.AppRunner(app, shutdown_timeout=0.1) for app in (api, storage)]
@@ -348,3 +364,144 @@ async def test_eta_from_the_service_pace_and_the_queue_ahead() -> None:
     scheduler._completions.extend([(now - 10.0, 1), (now - 5.0, 1)])  # a crawl: 0.2 pages/s
     assert scheduler._next_delay(requests[2]) == 15.0
     await transport.aclose()
+
+
+# --------------------------------------------------------------------------- the request list
+
+
+async def track_all(scheduler: PollScheduler, ids: list[str]) -> dict[str, Any]:
+    """Track every id at once; each one's result or error."""
+    outcomes: dict[str, Any] = {}
+
+    async def one(request_id: str) -> None:
+        try:
+            outcomes[request_id] = await scheduler.track(request_id)
+        except Exception as exc:  # noqa: BLE001 - the test looks at each outcome
+            outcomes[request_id] = exc
+
+    async with anyio.create_task_group() as group:
+        for request_id in ids:
+            group.start_soon(one, request_id)
+    return outcomes
+
+
+@pytest.mark.upstage_emulator(start_delay=0.2, batch_latency=0.02, workers=4)
+async def test_many_open_requests_are_answered_by_the_list(
+    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+) -> None:
+    """Eight requests open at once: lists watch them, each gets one status fetch when it ends."""
+    documents = [make_pdf([f"doc {d} page {p}" for p in range(1, 6 + d * 4)]) for d in range(8)]
+    ids = [await client.submit(doc, filename=f"d{d}.pdf") for d, doc in enumerate(documents)]
+    stats = upstage_emulator.stats
+    assert stats.requests["list"] == 0
+    async with PollScheduler(client._transport, FAST, Limits(max_polls=2)) as scheduler:
+        outcomes = await track_all(scheduler, ids)
+    for d, request_id in enumerate(ids):
+        pages = outcomes[request_id].pages
+        assert [p.text for p in pages] == [f"doc {d} page {p}" for p in range(1, 6 + d * 4)]
+    # Never a status fetch while a request ran: one each, for its batches and links.
+    assert {i: stats.polls[i] for i in ids} == dict.fromkeys(ids, 1)
+    assert stats.requests["status"] == len(ids)
+    assert stats.requests["list"] >= 2  # the 0.2 s start delay outlasts the first list
+
+
+@pytest.mark.upstage_emulator(start_delay=0.1, max_async_pages=3)
+async def test_a_request_listed_failed_gets_its_reason_from_one_status(
+    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+) -> None:
+    """The list says `failed`; one status fetch brings the service's failure message."""
+    ids = [await client.submit(make_pdf(5 + d), filename=f"f{d}.pdf") for d in range(3)]
+    async with PollScheduler(client._transport, FAST) as scheduler:
+        outcomes = await track_all(scheduler, ids)
+    for request_id in ids:
+        error = outcomes[request_id]
+        assert isinstance(error, RequestFailedError)
+        assert error.request_id == request_id
+        assert error.failure_message
+    stats = upstage_emulator.stats
+    assert {i: stats.polls[i] for i in ids} == dict.fromkeys(ids, 1)
+    assert stats.requests["list"] >= 1
+
+
+async def test_a_request_missing_from_the_list_gets_its_own_status() -> None:
+    """One request never shows in the list: it is polled on its own; the listed ones are not."""
+    lists_to_finish, fetches_to_finish = 3, 4
+
+    def listed_state() -> str:
+        return "completed" if service.listed >= lists_to_finish else "started"
+
+    def lists(number: int) -> list[dict[str, Any]]:
+        return [{"id": rid, "status": listed_state(), "model": "ocr"} for rid in ("a", "b")]
+
+    def statuses(fetch: int, request_id: str) -> dict[str, Any]:
+        if request_id == "hidden":
+            done = service.fetched.count("hidden") >= fetches_to_finish
+            status = "completed" if done else "started"
+        else:
+            status = listed_state()
+        url = service.link(1, 3, 2) if status == "completed" else ""
+        return status_body(request_id, [(1, 3, status, url)], total=3, status=status)
+
+    service = FakeService(statuses, lists)
+    async with running(service) as transport, PollScheduler(transport, FAST) as scheduler:
+        outcomes = await track_all(scheduler, ["a", "b", "hidden"])
+    for request_id in ("a", "b", "hidden"):
+        assert [p.text for p in outcomes[request_id].pages] == ["page 1", "page 2", "page 3"]
+    # The listed ones: one status each, once the list said completed.
+    assert service.fetched.count("a") == service.fetched.count("b") == 1
+    assert service.fetched.count("hidden") == fetches_to_finish
+    assert service.listed >= lists_to_finish
+
+
+async def test_a_list_not_served_turns_listing_off() -> None:
+    """A 404 on the list: one try, then every request is polled on its own, to the end."""
+
+    def statuses(fetch: int, request_id: str) -> dict[str, Any]:
+        mine = service.fetched.count(request_id)
+        status = "completed" if mine >= 3 else "started"
+        url = service.link(1, 2, 2) if status == "completed" else ""
+        return status_body(request_id, [(1, 2, status, url)], total=2, status=status)
+
+    service = FakeService(statuses)  # no list route
+    ids = ["a", "b", "c"]
+    async with running(service) as transport, PollScheduler(transport, FAST) as scheduler:
+        outcomes = await track_all(scheduler, ids)
+    assert all(outcomes[i].num_pages == 2 for i in ids)
+    assert sorted(service.fetched) == sorted(ids * 3)
+
+
+@pytest.mark.upstage_emulator(start_delay=0.1, batch_latency=0.01, workers=8)
+async def test_expired_links_are_fetched_again_while_listing(
+    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+) -> None:
+    """Links dead when a listed request ends: its own status re-fetch brings fresh ones."""
+    documents = [make_pdf([f"doc {d} page {p}" for p in range(1, 22 + d * 5)]) for d in range(4)]
+    ids = [await client.submit(doc, filename=f"e{d}.pdf") for d, doc in enumerate(documents)]
+    triggered: set[str] = set()
+
+    def expire_when_complete(progress: Progress) -> None:
+        # The status that shows every batch done starts their downloads; expire those links.
+        if (
+            not progress.done
+            and progress.request_id not in triggered
+            and progress.total_pages
+            and progress.completed_pages == progress.total_pages
+            and progress.downloaded_pages == 0
+        ):
+            triggered.add(progress.request_id)
+            upstage_emulator.expire_links()
+
+    async with PollScheduler(
+        client._transport, FAST, on_progress=expire_when_complete
+    ) as scheduler:
+        outcomes = await track_all(scheduler, ids)
+    for d, request_id in enumerate(ids):
+        pages = outcomes[request_id].pages
+        assert [p.text for p in pages] == [f"doc {d} page {p}" for p in range(1, 22 + d * 5)]
+    stats = upstage_emulator.stats
+    assert triggered == set(ids)
+    assert stats.downloads_expired >= 3 * len(ids)  # every request's first links, at least
+    assert stats.requests["list"] >= 1
+    for request_id in ids:
+        # Its ending status, then one re-fetch (more only if another's expiry hit it too).
+        assert 2 <= stats.polls[request_id] <= 1 + len(triggered)
