@@ -467,7 +467,8 @@ class PollScheduler:
             if status != tracked.listed:
                 moved = True
                 tracked.listed = status
-                self._report(tracked)
+                if tracked.last is not None:  # reported once a status gave its pages
+                    self._report(tracked)
             if status in _ENDED:
                 tracked.single_next = True  # its batches and links come with one status
                 self._schedule(tracked, 0.0)
