@@ -24,6 +24,7 @@ from types import TracebackType
 import aiohttp
 import anyio
 
+from . import _telemetry as telemetry
 from ._bulk import BulkEvent, BulkRun, KnownHook, Resume, SubmitHook
 from ._bulk._types import name_of
 from ._config import (
@@ -187,9 +188,11 @@ class AsyncUpstageOCR:
         cancelled call also notes the accepted ids on its `CancelledError`.
         """
         accepted: list[str] = []
+        name = filename or name_of(document, 0).replace("input-0", "the document")
+        trace = telemetry.Document(name)
         try:
-            with anyio.fail_after(timeout):
-                return await self._ocr(
+            with trace.active(), anyio.fail_after(timeout):
+                result = await self._ocr(
                     document,
                     mode=mode,
                     filename=filename,
@@ -200,16 +203,26 @@ class AsyncUpstageOCR:
                 )
         except TimeoutError as exc:
             if timeout is None or isinstance(exc, UpstageOCRError):
+                trace.end(exc)
                 raise  # a time-out of the service or the transport, not the deadline
-            name = filename or name_of(document, 0).replace("input-0", "the document")
-            raise OCRTimeoutError(name, timeout, tuple(accepted)) from None
+            error = OCRTimeoutError(name, timeout, tuple(accepted))
+            trace.end(error)
+            raise error from None
         except anyio.get_cancelled_exc_class() as exc:
+            trace.end(exc)
             if accepted:
                 exc.add_note(
                     f"async request {', '.join(accepted)} accepted before the cancel goes "
                     "on: wait() for it"
                 )
             raise
+        except BaseException as exc:
+            trace.end(exc)
+            raise
+        trace.route = "async" if accepted else "sync"
+        trace.pages = result.num_pages
+        trace.end()
+        return result
 
     async def _ocr(
         self,
@@ -226,10 +239,14 @@ class AsyncUpstageOCR:
         prepared = await self._engine.prepare(document, filename=filename, mode=mode, pages=ranges)
         engine_send = partial(self._engine.send, mode=mode, schema=schema)
 
+        trace = telemetry.current()
+
         async def send(part: PreparedDocument) -> Sent:
             sent = await engine_send(part)
             if sent.request_id is not None:
                 accepted.append(sent.request_id)
+                if trace is not None and trace.request_id is None:
+                    trace.request_id = sent.request_id
                 if on_accepted is not None:
                     on_accepted(sent.request_id)
             return sent

@@ -40,6 +40,7 @@ import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from . import _telemetry as telemetry
 from ._concurrency import AdaptiveConcurrency
 from ._config import (
     DEFAULT_LIMITS,
@@ -429,6 +430,8 @@ class Transport:
                     headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
                     data=None,
                     seconds=self.timeouts.download,
+                    route="download",
+                    request_id=request_id,
                 )
             if not 200 <= status < 300:
                 error = self._status_error(status, headers, content, url, request_id)
@@ -462,12 +465,14 @@ class Transport:
         on_retry: RetryHook | None = None,
     ) -> T:
         def tell(event: RetryEvent) -> None:
+            telemetry.note_retry()
             logger.info(
                 "retrying %s (attempt %d failed: %s); waiting %.2f s",
                 what,
                 event.attempt,
                 event.exception,
                 event.wait,
+                extra=telemetry.fields(),
             )
             for listener in tuple(self.retry_listeners):
                 listener(event)
@@ -507,13 +512,17 @@ class Transport:
         timeout = self.timeouts.sync_ocr if kind == "sync_ocr" else self.timeouts.request
         # The page budget (PPM) is waited out before taking a concurrency slot, so
         # a large document waiting for its pages never holds up polls.
+        before = self.pacer.now()
         await self.pacer.acquire_pages(pages)
+        paced = self.pacer.now() - before
         window = self.concurrency
         slot = await window.acquire(upload=document is not None, polls_follow=kind != "sync_ocr")
         latency: float | None = None
         status = 0
         try:
+            before = self.pacer.now()
             started = await self.pacer.acquire()
+            telemetry.note_paced(paced + started - before)
             body: bytes | io.IOBase | None = None
             try:
                 data: aiohttp.FormData | None = None
@@ -529,7 +538,13 @@ class Transport:
                 sent = self.pacer.now()
                 slot.sent(sent, window.in_flight)
                 status, response_headers, content = await self._exchange(
-                    method, url, headers=headers, data=data, seconds=timeout
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    seconds=timeout,
+                    route=kind,
+                    request_id=request_id,
                 )
                 if document is not None and 200 <= status < 300:
                     latency = self.pacer.now() - sent
@@ -561,8 +576,30 @@ class Transport:
         headers: Mapping[str, str],
         data: aiohttp.FormData | None,
         seconds: float,
+        route: str | None = None,
+        request_id: str | None = None,
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
-        """Send one request and read the whole answer; connection trouble as our errors."""
+        """Send one request and read the whole answer; connection trouble as our errors.
+
+        One `upstage.ocr.http` span (`_telemetry`) each, `route` and `request_id`
+        among its attributes.
+        """
+        with telemetry.exchange(method, url, route=route, request_id=request_id) as traced:
+            status, response_headers, content = await self._send(
+                method, url, headers=headers, data=data, seconds=seconds
+            )
+            traced.answered(status)
+            return status, response_headers, content
+
+    async def _send(
+        self,
+        method: str,
+        url: str | URL,
+        *,
+        headers: Mapping[str, str],
+        data: aiohttp.FormData | None,
+        seconds: float,
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         session = self._get_session()
         shown = safe_url(url)
         client_timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=self.timeouts.connect)

@@ -29,6 +29,7 @@ from . import (
     s5_concurrency,
     s6_outputs,
     s7_peers,
+    s8_handlers,
 )
 from ._common import Context, Scenario, say
 from ._harness import RESULTS, write_result
@@ -44,6 +45,7 @@ SCENARIOS = [
         s5_concurrency,
         s6_outputs,
         s7_peers,
+        s8_handlers,
     )
 ]
 

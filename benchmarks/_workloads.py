@@ -22,7 +22,7 @@ from ._documents import paths
 from ._harness import API_KEY
 from ._profile import Profiled
 
-__all__ = ["client_bulk"]
+__all__ = ["client_bulk", "client_handlers"]
 
 
 def _client(params: dict[str, Any]) -> AsyncUpstageOCR:
@@ -142,3 +142,56 @@ async def _run(params: dict[str, Any]) -> dict[str, Any]:
 def client_bulk(params: dict[str, Any]) -> dict[str, Any]:
     """One bulk run of this client; see the module docstring."""
     return asyncio.run(_run(params))
+
+
+async def _handlers(client: AsyncUpstageOCR, documents: list[str]) -> list[float]:
+    """`ocr()` of each document at once, as request handlers would; each one's seconds."""
+
+    async def one(path: str) -> float:
+        started = time.perf_counter()
+        await client.ocr(path)
+        return time.perf_counter() - started
+
+    return list(await asyncio.gather(*(one(path) for path in documents)))
+
+
+async def _run_handlers(params: dict[str, Any]) -> dict[str, Any]:
+    folder, pattern, count = params["folder"], params["pattern"], params["count"]
+    calls = int(params["handlers"])
+    idle_docs = list(paths(folder, pattern, calls, first=count))
+    busy_docs = list(paths(folder, pattern, calls, first=count + calls))
+    figures: dict[str, Any] = {}
+    async with _client(params) as client:
+        figures["idle_s"] = await _handlers(client, idle_docs)
+        if params.get("bulk_alone", True):
+            started = time.perf_counter()
+            alone = await _drain(client.ocr_many(paths(folder, pattern, count)), started)
+            figures["bulk_alone_s"] = time.perf_counter() - started
+            figures["bulk_alone_ok"] = alone["ok"]
+        done = 0
+        started = time.perf_counter()
+
+        async def bulk() -> dict[str, Any]:
+            nonlocal done
+            run = client.ocr_many(paths(folder, pattern, count, first=count + 2 * calls))
+            ok = 0
+            async for item in run:
+                done += 1
+                ok += item.error is None
+            return {"ok": ok, "failed": done - ok}
+
+        task = asyncio.create_task(bulk())
+        while done < count * params.get("start_at", 0.25) and not task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        figures["handlers_started_at_done"] = done
+        figures["busy_s"] = await _handlers(client, busy_docs)
+        figures["handlers_ended_at_done"] = done
+        figures.update(await task)
+        figures["bulk_busy_s"] = time.perf_counter() - started
+        figures["wall_s"] = figures["bulk_busy_s"]
+    return figures
+
+
+def client_handlers(params: dict[str, Any]) -> dict[str, Any]:
+    """Handler calls on an idle client, then during a bulk run on the same client."""
+    return asyncio.run(_run_handlers(params))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import _telemetry as telemetry
 from .._preflight import Document, Route
 
 __all__ = ["Job", "RunStopped", "single"]
@@ -23,6 +24,7 @@ class Job:
     pages: int | None = None
     request_id: str | None = None
     followers: list[Job] = field(default_factory=list)
+    trace: telemetry.Document | None = None  # its `upstage.ocr.document` span, once sent
 
 
 class RunStopped(Exception):  # noqa: N818 - internal carrier, never raised to a caller

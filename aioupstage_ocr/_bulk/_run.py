@@ -17,6 +17,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .. import _telemetry as telemetry
 from .._engine import Engine
 from .._exceptions import (
     AuthenticationError,
@@ -462,6 +463,10 @@ class BulkRun:
         raise PageBudgetError(job.name, f"the page budget was spent ({self._budget_spent})")
 
     async def _submit(self, job: Job, prepared: PreparedDocument) -> None:
+        with _traced(job).active():
+            await self._submit_traced(job, prepared)
+
+    async def _submit_traced(self, job: Job, prepared: PreparedDocument) -> None:
         self._admit_pages(job, prepared)
         if prepared.parts:  # its parts are sent and waited for here, in this worker
             assert self._scheduler is not None
@@ -518,6 +523,12 @@ class BulkRun:
         """
         assert self._scheduler is not None
         assert job.request_id is not None
+        with _traced(job).active():
+            await self._wait_traced(job, prepared)
+
+    async def _wait_traced(self, job: Job, prepared: PreparedDocument | None) -> None:
+        assert self._scheduler is not None
+        assert job.request_id is not None
         finish = partial(
             self._engine.finish,
             request_id=job.request_id,
@@ -568,6 +579,7 @@ class BulkRun:
         if self._is_fatal(exc):
             if self._engine.transport.closed and not isinstance(exc, UpstageOCRError):
                 exc = RuntimeError("the client was closed while this bulk run was going")
+            _end_trace(job, exc)
             self._stop(exc)
             return
         if isinstance(exc, UpstageOCRError):
@@ -589,6 +601,7 @@ class BulkRun:
         error: UpstageOCRError | None = None,
     ) -> None:
         self._twins.finished(job)
+        _end_trace(job, error, result)
         item = BulkItem(
             source=job.source,
             index=job.index,
@@ -619,3 +632,20 @@ class BulkRun:
     def _deliver(self, item: BulkItem) -> None:
         self._counters.delivered(item)
         self._outbox.put(item)
+
+
+def _traced(job: Job) -> telemetry.Document:
+    """`job`'s document span, begun the first time it is sent or waited for."""
+    if job.trace is None:
+        job.trace = telemetry.Document(job.name)
+    return job.trace
+
+
+def _end_trace(job: Job, error: BaseException | None, result: OCRResult | None = None) -> None:
+    trace = job.trace
+    if trace is None:
+        return
+    trace.request_id = job.request_id
+    trace.route = job.route
+    trace.pages = result.num_pages if result is not None else job.pages
+    trace.end(error)
