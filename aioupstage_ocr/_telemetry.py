@@ -56,8 +56,15 @@ logger = logging.getLogger("aioupstage_ocr")
 
 
 def enabled() -> bool:
-    """Whether spans are made (`opentelemetry-api` imported)."""
-    return _trace is not None
+    """Whether spans are made: `opentelemetry-api` imported and a tracer provider set.
+
+    Until the app sets a provider, the API's own is a proxy whose spans record
+    nothing: they are not made at all then (a span costs tens of microseconds).
+    """
+    if _trace is None:
+        return False
+    provider = _trace.get_tracer_provider()
+    return not isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider)
 
 
 def _clean_url(url: str | URL) -> URL:
@@ -94,7 +101,7 @@ class Document:
         self.rate_limited = 0
         self.paced_s = 0.0
         self.span: Any = None
-        if _trace is not None:
+        if enabled():
             self.span = _trace.get_tracer(TRACER).start_span(
                 "upstage.ocr.document", attributes={"upstage.ocr.document": name}
             )
@@ -104,7 +111,7 @@ class Document:
         """This document is the one the exchanges in this block count for."""
         token = _current.set(self)
         try:
-            if self.span is not None and _trace is not None:
+            if self.span is not None:
                 with _trace.use_span(self.span, end_on_exit=False):
                     yield self
             else:
@@ -120,7 +127,7 @@ class Document:
         self.span = None
         for key, value in self.attributes().items():
             span.set_attribute(key, value)
-        if error is not None and _trace is not None:
+        if error is not None:
             span.set_status(_trace.Status(_trace.StatusCode.ERROR, type(error).__name__))
             span.set_attribute("error.type", type(error).__name__)
         span.end()
@@ -175,7 +182,7 @@ class Exchange:
         """The response's status."""
         if self.span is not None:
             self.span.set_attribute("http.response.status_code", status)
-            if status >= 400 and _trace is not None:
+            if status >= 400:
                 self.span.set_status(_trace.Status(_trace.StatusCode.ERROR, f"HTTP {status}"))
         if status == 429 and self.document is not None:
             self.document.rate_limited += 1
@@ -200,7 +207,7 @@ def exchange(
     method: str, url: str | URL, *, route: str | None = None, request_id: str | None = None
 ) -> Iterator[Exchange]:
     """A span for one HTTP exchange (a child of the current document's)."""
-    if _trace is None:
+    if not enabled():
         yield Exchange(None)
         return
     clean = _clean_url(url)
