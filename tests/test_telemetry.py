@@ -25,6 +25,20 @@ POLLING = Polling(initial=0.02, maximum=0.1, factor=1.5, jitter=0.1)
 _EXPORTER = InMemorySpanExporter()
 
 
+class _WhileTesting(SimpleSpanProcessor):
+    """Exports only while a test of this module runs: the provider, once set, stays for
+    the rest of the session, and other tests' spans must not pile up here."""
+
+    active = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.active:
+            super().on_end(span)
+
+
+_PROCESSOR = _WhileTesting(_EXPORTER)
+
+
 @pytest.fixture(scope="module")
 def provider() -> TracerProvider:
     """The process's tracer provider (set once: OpenTelemetry allows no second one)."""
@@ -32,14 +46,16 @@ def provider() -> TracerProvider:
     if not isinstance(current, TracerProvider):
         current = TracerProvider()
         trace.set_tracer_provider(current)
-    current.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    current.add_span_processor(_PROCESSOR)
     return current
 
 
 @pytest.fixture
 def spans(provider: TracerProvider) -> Iterator[InMemorySpanExporter]:
     _EXPORTER.clear()
+    _PROCESSOR.active = True
     yield _EXPORTER
+    _PROCESSOR.active = False
     _EXPORTER.clear()
 
 
