@@ -1,6 +1,6 @@
 """A small aiohttp.web backend on one shared `AsyncUpstageOCR`.
 
-    UPSTAGE_API_KEY=... [UPSTAGE_BASE_URL=http://127.0.0.1:8765] python examples/webapp.py
+    UPSTAGE_API_KEY=... [UPSTAGE_BASE_URL=http://127.0.0.1:8765/v1] python examples/webapp.py
 
 - ``POST /ocr?filename=scan.pdf`` (the raw document as the body): awaits
   `client.ocr()`; JSON ``{"text", "pages", "request_id"}`` (``request_id``: the
