@@ -2,11 +2,15 @@
 
     UPSTAGE_API_KEY=... [UPSTAGE_BASE_URL=http://127.0.0.1:8765/v1] python examples/webapp.py
 
-- ``POST /ocr?filename=scan.pdf`` (the raw document as the body): awaits
-  `client.ocr()`; JSON ``{"text", "pages", "request_id"}`` (``request_id``: the
-  async request's id, or null when the sync endpoint answered).
-- ``POST /bulk`` with JSON ``{"paths": [...]}``: starts an `ocr_many` run in the
-  background; ``{"job": id}``. ``GET /bulk/{id}``: its progress and results.
+- ``POST /ocr?filename=scan.pdf[&timeout=30]`` (the raw document as the body):
+  awaits `client.ocr()`; JSON ``{"text", "pages", "request_id"}`` (``request_id``:
+  the async request's id, or null when the sync endpoint answered). Past the
+  deadline, 504 with the ``request_ids`` that go on (``GET /requests/{id}``
+  collects one without paying again); a document the client refuses, 400.
+- ``GET /requests/{id}``: waits for an async request; its result.
+- ``POST /bulk`` (multipart, one ``document`` field per file): starts an
+  `ocr_many` run of the uploads in the background; ``{"job": id}``.
+  ``GET /bulk/{id}``: its progress and results.
 
 The client is created when the app starts and closed when it stops
 (`app.cleanup_ctx`); every handler and bulk job shares it (its limits, pacer and
@@ -17,15 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
-from aioupstage_ocr import AsyncUpstageOCR
+from aioupstage_ocr import AsyncUpstageOCR, DocumentError, OCRTimeoutError
 
 CLIENT = web.AppKey("client", AsyncUpstageOCR)
 JOBS = web.AppKey("jobs", dict)
@@ -61,8 +66,18 @@ async def upload(request: web.Request) -> web.Response:
     if not body:
         raise web.HTTPBadRequest(text="send the document as the request body")
     filename = request.query.get("filename", "upload.pdf")
+    timeout = float(request.query["timeout"]) if "timeout" in request.query else None
     accepted: list[str] = []
-    result = await request.app[CLIENT].ocr(body, filename=filename, on_accepted=accepted.append)
+    try:
+        result = await request.app[CLIENT].ocr(
+            body, filename=filename, timeout=timeout, on_accepted=accepted.append
+        )
+    except OCRTimeoutError as exc:
+        return web.json_response(
+            {"error": "timeout", "request_ids": list(exc.request_ids)}, status=504
+        )
+    except DocumentError as exc:
+        return web.json_response({"error": type(exc).__name__, "reason": str(exc)}, status=400)
     return web.json_response(
         {
             "text": result.text,
@@ -72,12 +87,17 @@ async def upload(request: web.Request) -> web.Response:
     )
 
 
-async def _run(client: AsyncUpstageOCR, job: Job, paths: list[str]) -> None:
+async def wait_for(request: web.Request) -> web.Response:
+    result = await request.app[CLIENT].wait(request.match_info["request_id"])
+    return web.json_response({"text": result.text, "pages": result.num_pages})
+
+
+async def _run(client: AsyncUpstageOCR, job: Job, uploads: list[io.BytesIO]) -> None:
     try:
-        async for item in client.ocr_many(paths):
+        async for item in client.ocr_many(uploads):  # at bulk priority: handlers go first
             job.done.append(
                 {
-                    "source": str(item.source),
+                    "source": uploads[item.index].name,
                     "text": item.result.text if item.result is not None else None,
                     "pages": item.result.num_pages if item.result is not None else None,
                     "request_id": item.request_id,
@@ -94,13 +114,19 @@ _ids = itertools.count(1)
 
 
 async def start_bulk(request: web.Request) -> web.Response:
-    payload = await request.json()
-    paths = payload.get("paths") if isinstance(payload, dict) else None
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise web.HTTPBadRequest(text='send {"paths": ["a.pdf", ...]}')
+    uploads: list[io.BytesIO] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name != "document":
+            continue
+        upload = io.BytesIO(await part.read())
+        upload.name = part.filename or f"upload-{len(uploads)}"
+        uploads.append(upload)
+    if not uploads:
+        raise web.HTTPBadRequest(text="send the files as multipart fields named 'document'")
     job_id = str(next(_ids))
-    job = Job(total=len(paths))
-    job.task = asyncio.create_task(_run(request.app[CLIENT], job, paths))
+    job = Job(total=len(uploads))
+    job.task = asyncio.create_task(_run(request.app[CLIENT], job, uploads))
     request.app[JOBS][job_id] = job
     return web.json_response({"job": job_id}, status=202)
 
@@ -127,6 +153,7 @@ def make_app() -> web.Application:
     app.add_routes(
         [
             web.post("/ocr", upload),
+            web.get("/requests/{request_id}", wait_for),
             web.post("/bulk", start_bulk),
             web.get("/bulk/{job}", bulk_status),
         ]

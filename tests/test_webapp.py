@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from aioupstage_ocr.testing import UpstageEmulator, make_pdf, page_text
+from aioupstage_ocr.testing import EmulatorThread, make_pdf, page_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 import webapp
@@ -21,7 +22,7 @@ KEY = "up_TEST-key-webapp-0b7d-do-not-leak"
 
 @pytest.fixture
 async def app_url(
-    upstage_emulator: UpstageEmulator, monkeypatch: pytest.MonkeyPatch
+    upstage_emulator: EmulatorThread, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[str]:
     upstage_emulator.configure(api_key=KEY)
     monkeypatch.setenv("UPSTAGE_API_KEY", KEY)
@@ -49,14 +50,36 @@ async def test_upload_route(app_url: str) -> None:
             assert response.status == 400
 
 
-async def test_bulk_route(app_url: str, tmp_path: Path) -> None:
-    paths = []
-    for n in (1, 2, 120):  # 120 pages: past the sync limit, an async request
-        path = tmp_path / f"doc{n}.pdf"
-        path.write_bytes(make_pdf(n))
-        paths.append(str(path))
+@pytest.mark.upstage_emulator(batch_latency=30.0)
+async def test_upload_past_its_deadline_gives_the_request_to_collect(
+    app_url: str, upstage_emulator: EmulatorThread
+) -> None:
+    """504 with the async request id; collecting it later pays nothing again."""
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{app_url}/bulk", json={"paths": paths}) as response:
+        url = f"{app_url}/ocr?filename=big.pdf&timeout=0.5"
+        async with session.post(url, data=make_pdf(120)) as response:
+            assert response.status == 504
+            body = await response.json()
+    (request_id,) = body["request_ids"]
+    assert upstage_emulator.stats.submissions(hashlib.sha256(make_pdf(120)).hexdigest()) == 1
+    assert request_id in upstage_emulator.request_ids()
+
+
+async def test_refused_document_is_a_400_naming_it(app_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        url = f"{app_url}/ocr?filename=notes.pdf"
+        async with session.post(url, data=b"plain text, not a PDF") as response:
+            assert response.status == 400
+            body = await response.json()
+    assert "notes.pdf" in body["reason"]
+
+
+async def test_bulk_route(app_url: str) -> None:
+    form = aiohttp.FormData()
+    for n in (1, 2, 120):  # 120 pages: past the sync limit, an async request
+        form.add_field("document", make_pdf(n), filename=f"doc{n}.pdf")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{app_url}/bulk", data=form) as response:
             assert response.status == 202
             job = (await response.json())["job"]
         while True:
@@ -70,7 +93,7 @@ async def test_bulk_route(app_url: str, tmp_path: Path) -> None:
             assert response.status == 404
     assert status["error"] is None
     assert status["total"] == status["completed"] == 3
-    items = {Path(item["source"]).name: item for item in status["items"]}
+    items = {item["source"]: item for item in status["items"]}
     for n in (1, 2, 120):
         item = items[f"doc{n}.pdf"]
         assert item["error"] is None
