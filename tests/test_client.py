@@ -36,7 +36,7 @@ from aioupstage_ocr import (
     WaitTimeoutError,
 )
 from aioupstage_ocr._retry import RetryEvent, set_testing
-from aioupstage_ocr.testing import UpstageEmulator, make_image, make_pdf, page_text
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf, page_text
 
 FAST = Polling(initial=0.02, maximum=0.1, factor=1.5, jitter=0.1)
 
@@ -60,7 +60,7 @@ def words(result: OCRResult) -> list[list[tuple[str, tuple[float, float, float, 
 
 
 async def test_sync_and_async_agree_page_for_page(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """The same 23-page PDF through both endpoints gives the same pages, words and boxes."""
     data = make_pdf(23)
@@ -76,7 +76,7 @@ async def test_sync_and_async_agree_page_for_page(
 
 
 async def test_both_response_shapes_parse_alike(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """The seed shape (ratio boxes, other names) reads as the live one."""
     data = make_pdf(12)
@@ -95,7 +95,7 @@ async def test_both_response_shapes_parse_alike(
     assert default.pages[0].width is not None
 
 
-async def test_auto_routes_by_page_count(upstage_emulator: UpstageEmulator, api_key: str) -> None:
+async def test_auto_routes_by_page_count(upstage_emulator: EmulatorThread, api_key: str) -> None:
     """Auto: up to `sync_max_pages` sync, more async; over `async_max_pages` cut into parts."""
     from aioupstage_ocr import DocumentLimits
 
@@ -119,7 +119,7 @@ async def test_auto_routes_by_page_count(upstage_emulator: UpstageEmulator, api_
 
 
 async def test_default_limit_101_pages_goes_async(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """With the service's limits a 101-page document goes async and comes back whole."""
     data = make_pdf(101)
@@ -130,7 +130,7 @@ async def test_default_limit_101_pages_goes_async(
 
 
 async def test_inputs_path_file_object_and_png_named_pdf(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator, tmp_path: Path
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """A path, an open file and bytes all work; a PNG named .pdf goes as the PNG it is."""
     pdf = make_pdf(2)
@@ -155,7 +155,7 @@ async def test_inputs_path_file_object_and_png_named_pdf(
 
 @pytest.mark.parametrize("retry_after", [True, False])
 async def test_35_pages_through_every_fault(
-    upstage_emulator: UpstageEmulator, api_key: str, retry_after: bool
+    upstage_emulator: EmulatorThread, api_key: str, retry_after: bool
 ) -> None:
     """Batches out of order, 1 s links expiring, 503s on a third of polls, 429s: whole, in order."""
     upstage_emulator.configure(
@@ -212,7 +212,7 @@ async def test_35_pages_through_every_fault(
 
 
 async def test_bad_documents_are_refused_before_upload(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator, tmp_path: Path, samples: Path
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread, tmp_path: Path, samples: Path
 ) -> None:
     """Empty, text, password-protected, 51 MB and missing files: typed errors, nothing sent."""
     empty = tmp_path / "empty.pdf"
@@ -243,7 +243,7 @@ async def test_bad_documents_are_refused_before_upload(
 
 
 async def test_retry_policy_end_to_end(
-    upstage_emulator: UpstageEmulator, api_key: str, tmp_path: Path
+    upstage_emulator: EmulatorThread, api_key: str, tmp_path: Path
 ) -> None:
     """5xx retried up to `attempts`; 429 retried; 400, 401 and 413 raised after one request."""
     data = make_pdf(1)
@@ -282,9 +282,7 @@ async def test_retry_policy_end_to_end(
     assert upstage_emulator.stats.requests["sync"] == 1
 
 
-async def test_429_waits_honour_retry_after(
-    upstage_emulator: UpstageEmulator, api_key: str
-) -> None:
+async def test_429_waits_honour_retry_after(upstage_emulator: EmulatorThread, api_key: str) -> None:
     """A 429's Retry-After is waited (capped) before the next try; without it, backoff."""
     upstage_emulator.configure(rps=2, retry_after=True)
     events: list[RetryEvent] = []
@@ -324,7 +322,7 @@ async def test_429_waits_honour_retry_after(
 
 @pytest.mark.upstage_emulator(drop_rate=1.0, fault_routes=("async",))
 async def test_dropped_submit_is_adopted_not_resent(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """The connection drops after the service took the document: the client adopts that request."""
     known = await client.ocr(make_pdf(1), filename="first.pdf", mode="sync")
@@ -346,7 +344,7 @@ async def test_dropped_submit_is_adopted_not_resent(
 
 @pytest.mark.upstage_emulator(drop_rate=1.0, fault_routes=("async",))
 async def test_concurrent_dropped_submits_are_not_guessed(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """Two submits dropped at once: neither guesses whose request is whose, neither resends."""
     docs = [
@@ -385,7 +383,7 @@ async def test_concurrent_dropped_submits_are_not_guessed(
 
 @pytest.mark.upstage_emulator(error_rate=1.0, error_statuses=(502,), fault_routes=("async",))
 async def test_gateway_error_checks_the_list_then_resends(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """A 502 may hide an accepted submit: the list shows none, so it is sent again."""
     with set_testing(True, attempts=3), pytest.raises(InternalServerError):
@@ -401,7 +399,7 @@ async def test_gateway_error_checks_the_list_then_resends(
 
 @pytest.mark.upstage_emulator(sync_latency=1.5)
 async def test_sync_timeout_goes_async_once(
-    upstage_emulator: UpstageEmulator, api_key: str, retry_testing: None
+    upstage_emulator: EmulatorThread, api_key: str, retry_testing: None
 ) -> None:
     """A sync call past `Timeouts.sync_ocr` is sent once through the async endpoint instead."""
     data = make_pdf(4)
@@ -420,7 +418,7 @@ async def test_sync_timeout_goes_async_once(
 
 @pytest.mark.upstage_emulator(error_rate=1.0, error_statuses=(504,), fault_routes=("sync",))
 async def test_server_504_goes_async(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """The service's own sync time-out (504) also goes async, without retrying sync."""
     data = make_pdf(3)
@@ -433,7 +431,7 @@ async def test_server_504_goes_async(
 
 
 async def test_get_request_wait_and_list(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """A submitted request can be looked at, waited for with progress, and found in the list."""
     request_id = await client.submit(make_pdf(25), filename="w.pdf")
@@ -453,7 +451,7 @@ async def test_get_request_wait_and_list(
 
 
 @pytest.mark.upstage_emulator(start_delay=30.0)
-async def test_wait_timeout(client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator) -> None:
+async def test_wait_timeout(client: AsyncUpstageOCR, upstage_emulator: EmulatorThread) -> None:
     """`wait(timeout=...)` raises WaitTimeoutError naming the request, which goes on."""
     request_id = await client.submit(make_pdf(2), filename="late.pdf")
     with pytest.raises(WaitTimeoutError, match=request_id) as info:
@@ -466,7 +464,7 @@ async def test_wait_timeout(client: AsyncUpstageOCR, upstage_emulator: UpstageEm
 
 
 async def test_key_and_base_url_from_the_environment(
-    upstage_emulator: UpstageEmulator, monkeypatch: pytest.MonkeyPatch, api_key: str
+    upstage_emulator: EmulatorThread, monkeypatch: pytest.MonkeyPatch, api_key: str
 ) -> None:
     """UPSTAGE_API_KEY and UPSTAGE_BASE_URL are read; no key is a clear error on first use."""
     monkeypatch.setenv("UPSTAGE_API_KEY", api_key)
@@ -482,7 +480,7 @@ async def test_key_and_base_url_from_the_environment(
 
 
 async def test_key_never_shows(
-    upstage_emulator: UpstageEmulator,
+    upstage_emulator: EmulatorThread,
     api_key: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,

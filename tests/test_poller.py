@@ -24,7 +24,7 @@ from aioupstage_ocr import (
 )
 from aioupstage_ocr._poller import MAX_LINK_REFRESHES, PollScheduler
 from aioupstage_ocr._transport import Transport
-from aioupstage_ocr.testing import UpstageEmulator, make_pdf, page_text
+from aioupstage_ocr.testing import EmulatorThread, make_pdf, page_text
 
 FAST = Polling(initial=0.02, maximum=0.1, factor=1.5, jitter=0.1)
 
@@ -244,7 +244,7 @@ async def test_links_that_never_work_give_up(retry_testing: None) -> None:
 
 
 async def test_many_requests_one_scheduler(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """Six requests tracked at once by one scheduler, polls at most `max_polls` at a time."""
     upstage_emulator.configure(batch_latency=0.05, latency_jitter=0.8, workers=3)
@@ -273,7 +273,7 @@ async def test_many_requests_one_scheduler(
 
 
 async def test_truncated_downloads_are_fetched_again(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """Bodies cut short by the storage host are downloaded again; the result is whole."""
     upstage_emulator.configure(truncate_rate=0.5, seed=3)
@@ -284,7 +284,7 @@ async def test_truncated_downloads_are_fetched_again(
 
 
 async def test_failures_carry_the_service_reason(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """A failed batch and a failed request raise with the service's failure_message."""
     upstage_emulator.configure(batch_failure_rate=1.0)
@@ -303,7 +303,7 @@ async def test_failures_carry_the_service_reason(
 
 
 async def test_leaving_the_scheduler_stops_everything(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """Closing the scheduler ends waits still open; cancelling a wait stops its polls."""
     upstage_emulator.configure(start_delay=30.0)
@@ -387,7 +387,7 @@ async def track_all(scheduler: PollScheduler, ids: list[str]) -> dict[str, Any]:
 
 @pytest.mark.upstage_emulator(start_delay=0.2, batch_latency=0.02, workers=4)
 async def test_many_open_requests_are_answered_by_the_list(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """Eight requests open at once: lists watch them, each gets one status fetch when it ends."""
     documents = [make_pdf([f"doc {d} page {p}" for p in range(1, 6 + d * 4)]) for d in range(8)]
@@ -407,7 +407,7 @@ async def test_many_open_requests_are_answered_by_the_list(
 
 @pytest.mark.upstage_emulator(start_delay=0.1, max_async_pages=3)
 async def test_a_request_listed_failed_gets_its_reason_from_one_status(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """The list says `failed`; one status fetch brings the service's failure message."""
     ids = [await client.submit(make_pdf(5 + d), filename=f"f{d}.pdf") for d in range(3)]
@@ -472,7 +472,7 @@ async def test_a_list_not_served_turns_listing_off() -> None:
 
 @pytest.mark.upstage_emulator(start_delay=0.1, batch_latency=0.01, workers=8)
 async def test_expired_links_are_fetched_again_while_listing(
-    client: AsyncUpstageOCR, upstage_emulator: UpstageEmulator
+    client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:
     """Links dead when a listed request ends: its own status re-fetch brings fresh ones."""
     documents = [make_pdf([f"doc {d} page {p}" for p in range(1, 22 + d * 5)]) for d in range(4)]

@@ -16,7 +16,7 @@ from conftest import TEST_KEY
 from aioupstage_ocr import parse_result
 from aioupstage_ocr._storage import read_bytes, write_whole
 from aioupstage_ocr.ray import OUTPUT_SCHEMA, OCRStage
-from aioupstage_ocr.testing import UpstageEmulator, make_pdf
+from aioupstage_ocr.testing import EmulatorThread, UpstageEmulator, make_pdf
 from aioupstage_ocr.testing._fixtures import CLIENT_POLLING
 
 
@@ -26,7 +26,7 @@ def _doc(i: int) -> bytes:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stage_factory(
-    upstage_emulator: UpstageEmulator, retry_testing: None
+    upstage_emulator: EmulatorThread, retry_testing: None
 ) -> AsyncIterator[type[OCRStage]]:
     stages: list[OCRStage] = []
 
@@ -43,7 +43,7 @@ async def stage_factory(
 
 
 async def test_paths_on_s3_become_rows_and_outputs(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread
 ) -> None:
     """Each row gets its result; outputs mirror the input keys; bad rows fail alone."""
     paths = [f"{s3_bucket}/in/{i % 2}/doc{i}.pdf" for i in range(5)]
@@ -77,7 +77,7 @@ async def test_paths_on_s3_become_rows_and_outputs(
 
 
 async def test_bytes_with_names_and_async_mode(
-    stage_factory: type[OCRStage], upstage_emulator: UpstageEmulator
+    stage_factory: type[OCRStage], upstage_emulator: EmulatorThread
 ) -> None:
     """A `bytes` column with `name`s; async mode fills `request_id`; no output column value."""
     stage = stage_factory(mode="async")
@@ -124,7 +124,7 @@ def _submissions(emulator: UpstageEmulator, data: bytes, route: str = "async") -
 
 
 async def test_a_second_run_reads_outputs_and_sends_nothing(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread
 ) -> None:
     docs = [_doc(30 + i) for i in range(4)]
     batch = {"bytes": docs, "name": [f"d{i}.pdf" for i in range(4)]}
@@ -138,7 +138,7 @@ async def test_a_second_run_reads_outputs_and_sends_nothing(
 
 
 async def test_an_open_request_of_a_dead_attempt_is_waited_for(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator, client
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread, client
 ) -> None:
     """`submitted` in the ledger: the request id is adopted, the document is not sent again."""
     from aioupstage_ocr.ray._ledger import Ledger, content_hash
@@ -159,7 +159,7 @@ async def test_an_open_request_of_a_dead_attempt_is_waited_for(
 
 
 async def test_a_send_that_never_left_is_sent(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread
 ) -> None:
     from aioupstage_ocr.ray._ledger import Ledger, content_hash
 
@@ -172,7 +172,7 @@ async def test_a_send_that_never_left_is_sent(
 
 
 async def test_a_send_that_left_unrecorded_is_adopted(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator, client
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread, client
 ) -> None:
     """`sending`, and one unclaimed request since: that one is adopted."""
     from aioupstage_ocr.ray._ledger import Ledger, content_hash
@@ -190,7 +190,7 @@ async def test_a_send_that_left_unrecorded_is_adopted(
 
 
 async def test_two_unrecorded_sends_are_refused_not_paid_twice(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator, client
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread, client
 ) -> None:
     from aioupstage_ocr.ray._ledger import Ledger, content_hash
 
@@ -207,7 +207,7 @@ async def test_two_unrecorded_sends_are_refused_not_paid_twice(
 
 
 async def test_a_sync_send_is_repeated_at_most_once(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: UpstageEmulator
+    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread
 ) -> None:
     from aioupstage_ocr.ray._ledger import Ledger, content_hash
 
