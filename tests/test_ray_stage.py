@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 import orjson
 import pytest
 import pytest_asyncio
@@ -116,6 +117,14 @@ def test_repr_hides_the_key() -> None:
 # --------------------------------------------------------------------------- the ledger
 
 
+@pytest.fixture
+def short_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settle 0.5 s after a window closes (the window's own margin still applies)."""
+    import aioupstage_ocr.ray._stage as stage_module
+
+    monkeypatch.setattr(stage_module, "SETTLE", 0.5)
+
+
 def _submissions(emulator: UpstageEmulator, data: bytes, route: str = "async") -> int:
     import hashlib
 
@@ -159,7 +168,10 @@ async def test_an_open_request_of_a_dead_attempt_is_waited_for(
 
 
 async def test_a_send_that_never_left_is_sent(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread
+    stage_factory: type[OCRStage],
+    s3_bucket: str,
+    upstage_emulator: EmulatorThread,
+    short_settle: None,
 ) -> None:
     from aioupstage_ocr.ray._ledger import Ledger, content_hash
 
@@ -172,7 +184,11 @@ async def test_a_send_that_never_left_is_sent(
 
 
 async def test_a_send_that_left_unrecorded_is_adopted(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread, client
+    stage_factory: type[OCRStage],
+    s3_bucket: str,
+    upstage_emulator: EmulatorThread,
+    client,
+    short_settle: None,
 ) -> None:
     """`sending`, and one unclaimed request since: that one is adopted."""
     from aioupstage_ocr.ray._ledger import Ledger, content_hash
@@ -190,7 +206,11 @@ async def test_a_send_that_left_unrecorded_is_adopted(
 
 
 async def test_two_unrecorded_sends_are_refused_not_paid_twice(
-    stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread, client
+    stage_factory: type[OCRStage],
+    s3_bucket: str,
+    upstage_emulator: EmulatorThread,
+    client,
+    short_settle: None,
 ) -> None:
     from aioupstage_ocr.ray._ledger import Ledger, content_hash
 
@@ -217,3 +237,125 @@ async def test_a_sync_send_is_repeated_at_most_once(
     row = (await stage({"bytes": [data], "name": ["s.pdf"]})).to_pylist()[0]
     assert row["status"] == "ok"
     assert _submissions(upstage_emulator, data, "sync") == 1
+
+
+# ------------------------------------ `sending` rows settled by `_reconcile`'s rules
+# Each of these paid twice (or took another's result) with the ledger's old rule:
+# "unclaimed requests created since the entry; none: send it again".
+
+
+async def test_a_claim_written_before_its_entry_is_adopted(
+    stage_factory: type[OCRStage],
+    s3_bucket: str,
+    upstage_emulator: EmulatorThread,
+    client,
+    short_settle: None,
+) -> None:
+    """Died between the request id's claim and the `submitted` entry: its own, not resent."""
+    from aioupstage_ocr.ray._ledger import Ledger, content_hash
+
+    data = _doc(50)
+    ledger = Ledger(f"{s3_bucket}/l")
+    request_id = await client.submit(data, filename="d.pdf")
+    ledger.submitted(content_hash(data), request_id, name="d.pdf")  # the claim landed...
+    ledger.sending(content_hash(data), route="async", name="d.pdf")  # ...the entry did not
+    stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
+    row = (await stage({"bytes": [data], "name": ["d.pdf"]})).to_pylist()[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["request_id"] == request_id
+    assert _submissions(upstage_emulator, data) == 1
+
+
+async def test_a_request_listed_late_is_adopted_not_resent(
+    stage_factory: type[OCRStage],
+    s3_bucket: str,
+    upstage_emulator: EmulatorThread,
+    client,
+    short_settle: None,
+) -> None:
+    """The dead attempt's request appears after the retry began: still found, not paid twice."""
+    from aioupstage_ocr.ray._ledger import Ledger, content_hash
+
+    data = _doc(51)
+    Ledger(f"{s3_bucket}/l").sending(content_hash(data), route="async", name="e.pdf")
+    stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
+    late: list[str] = []
+
+    async def dead_attempts_request() -> None:
+        await anyio.sleep(0.5)  # the retry has read the ledger and the list by now
+        late.append(await client.submit(data, filename="e.pdf"))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(dead_attempts_request)
+        table = await stage({"bytes": [data], "name": ["e.pdf"]})
+    row = table.to_pylist()[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["request_id"] == late[0]
+    assert _submissions(upstage_emulator, data) == 1
+
+
+async def test_a_live_actors_request_not_yet_claimed_is_not_taken(
+    stage_factory: type[OCRStage],
+    s3_bucket: str,
+    upstage_emulator: EmulatorThread,
+    client,
+    short_settle: None,
+) -> None:
+    """A competitor: another actor's request in the window, claimed a moment later.
+
+    The dead attempt never reached the service; the retry must send its own
+    document, not adopt the other's request (that would give it the wrong text).
+    """
+    from aioupstage_ocr.ray._ledger import Ledger, content_hash
+
+    mine, theirs = _doc(52), _doc(53)
+    ledger = Ledger(f"{s3_bucket}/l")
+    ledger.sending(content_hash(mine), route="async", name="f.pdf")
+    their_id = await client.submit(theirs, filename="g.pdf")
+    stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
+
+    async def live_actor_claims() -> None:
+        await anyio.sleep(1.0)  # its answer and claim come late, under load
+        await anyio.to_thread.run_sync(
+            lambda: ledger.submitted(content_hash(theirs), their_id, name="g.pdf")
+        )
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(live_actor_claims)
+        table = await stage({"bytes": [mine], "name": ["f.pdf"]})
+    row = table.to_pylist()[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["text"] == "document 52 of the stage test"
+    assert row["request_id"] != their_id
+    assert _submissions(upstage_emulator, mine) == 1
+    assert _submissions(upstage_emulator, theirs) == 1
+
+
+async def test_two_actors_racing_on_one_content_hash_pay_once(
+    stage_factory: type[OCRStage],
+    s3_bucket: str,
+    upstage_emulator: EmulatorThread,
+    short_settle: None,
+) -> None:
+    """The same bytes in two actors' batches; the second starts once the first is sending."""
+    from aioupstage_ocr.ray._ledger import Ledger, content_hash
+
+    data = _doc(54)
+    ledger = Ledger(f"{s3_bucket}/l")
+    first = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
+    second = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
+    rows: dict[str, dict[str, object]] = {}
+
+    async def run(stage: OCRStage, name: str) -> None:
+        rows[name] = (await stage({"bytes": [data], "name": [name]})).to_pylist()[0]
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, first, "h1.pdf")
+        with anyio.fail_after(30):
+            while await anyio.to_thread.run_sync(ledger.read, content_hash(data)) is None:  # noqa: ASYNC110
+                await anyio.sleep(0.005)  # polling the store: no event to wait on
+        group.start_soon(run, second, "h2.pdf")
+    assert [rows[n]["status"] for n in ("h1.pdf", "h2.pdf")] == ["ok", "ok"], rows
+    assert rows["h1.pdf"]["request_id"] == rows["h2.pdf"]["request_id"]
+    assert rows["h2.pdf"]["text"] == "document 54 of the stage test"
+    assert _submissions(upstage_emulator, data) == 1

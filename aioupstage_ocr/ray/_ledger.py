@@ -13,10 +13,17 @@ at `<root>/<sha[:2]>/<sha>.json`, written whole (`_storage.write_whole`):
 
 A retried document: `done` with its output there -> read the output, not
 sent; `submitted` -> the open request is waited for (`Resume`), not sent
-again; `sending` (async) -> the service's request list is read, and requests
-created since then that no document has claimed are the candidates: none ->
-it never went, send it; one, for one such document -> adopt it; more ->
-`AmbiguousSubmitError` (not sent again). Without an entry, it goes as new.
+again; `sending` (async) -> settled by `OCRStage` with `_reconcile`'s rules,
+as the command's resume applies them. The entry's submit window runs from its
+write to this attempt's start (the attempt that wrote it is dead). The request
+list is read once that window closed `_stage.SETTLE` seconds ago, so a request
+the dead attempt made is listed, and live actors' requests in the window are
+claimed (competitors no more). A listed request claimed for this very hash is
+its own (the attempt died between claim and entry); otherwise the unclaimed
+requests in its window whose page count fits are its candidates, paired with
+the batch's other `sending` rows (`_reconcile.pair`): none -> it never went,
+send it; one, paired -> adopt it; more -> `AmbiguousSubmitError` (not sent).
+Without an entry, it goes as new.
 
 Cost: per document one read (the entry) and one write (`done`) besides its
 output; two more writes for an async one.
@@ -137,4 +144,11 @@ class Ledger:
 
     def claimed(self, request_id: str) -> bool:
         """Whether some document of this ledger owns `request_id`."""
-        return _storage.exists(self._claim_url(request_id))
+        return self.claim_of(request_id) is not None
+
+    def claim_of(self, request_id: str) -> str | None:
+        """The content hash of the document that owns `request_id`, or None."""
+        try:
+            return _storage.read_bytes(self._claim_url(request_id)).decode()
+        except DocumentNotFoundError:
+            return None

@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import anyio
 import pyarrow as pa
 import ray.data
 
-from .. import _storage
+from .. import _reconcile, _storage
 from .._bulk import Resume, Submission
 from .._client import AsyncUpstageOCR
 from .._config import (
@@ -37,8 +38,8 @@ from .._config import (
     resolve_base_url,
 )
 from .._exceptions import AmbiguousSubmitError, ConfigurationError
-from .._models import OCRResult, parse_result
-from .._preflight import Document, Mode
+from .._models import OCRResult, RequestSummary, parse_result
+from .._preflight import Document, Mode, prepare
 from ._budget import Budget, ClusterPacer, Grant, LeaseRequest, before_send, cluster_budget
 from ._ledger import Entry, Ledger, content_hash
 
@@ -67,8 +68,10 @@ DEFAULT_BATCH_SIZE = 16
 DEFAULT_ACTOR_CPUS = 0.25
 #: The ledger's folder under the output prefix, by default.
 LEDGER_FOLDER = ".aioupstage-ocr-ledger"
-# Seconds before a recorded send in which the service's clock may place its request.
-_WINDOW_MARGIN = 5.0
+#: Seconds after a `sending` entry's window closed before the request list
+#: settles it: a request its dead attempt made shows by then, and live
+#: actors' submits in the window have claimed their ids (`_ledger`).
+SETTLE = _reconcile.MARGIN
 
 
 def _hash(document: Document | None) -> str:
@@ -77,6 +80,42 @@ def _hash(document: Document | None) -> str:
             return content_hash(file)
     assert isinstance(document, bytes) or hasattr(document, "read")
     return content_hash(document)  # type: ignore[arg-type]
+
+
+def _pages_of(row: _Row) -> int | None:
+    """A row's page count, when preflight can tell (a file object is rewound after)."""
+    document = row.document
+    if document is None:
+        return None
+    try:
+        return prepare(document, filename=row.path, mode="async").pages
+    except Exception:  # noqa: BLE001 - unknown: the window alone decides
+        return None
+    finally:
+        if hasattr(document, "seek"):
+            document.seek(0)
+
+
+def _server_now(client: AsyncUpstageOCR) -> float:
+    """Now on the service's clock, as the client's `Date` headers tell."""
+    now = client.submit_window(time.time(), time.time())
+    return (now.low + now.high) / 2
+
+
+def _claims(ledger: Ledger, request_ids: list[str]) -> dict[str, str | None]:
+    """Each request id's owner in the ledger (a content hash), or None."""
+    return {request_id: ledger.claim_of(request_id) for request_id in request_ids}
+
+
+async def _totals(client: AsyncUpstageOCR, found: list[RequestSummary]) -> dict[str, int | None]:
+    """Each candidate's page count, as its status tells (None when it cannot be read)."""
+    totals: dict[str, int | None] = {}
+    for summary in found:
+        try:
+            totals[summary.id] = (await client.get_request(summary.id)).total_pages or None
+        except Exception:  # noqa: BLE001 - unknown: the window alone decides
+            totals[summary.id] = None
+    return totals
 
 
 def list_documents(prefix: str) -> Iterator[str]:
@@ -374,19 +413,15 @@ class OCRStage:
         return [row for row in rows if row.error is None and not row.skipped]
 
     async def _resolve(self, client: AsyncUpstageOCR, rows: list[_Row]) -> None:
-        """Async submits that may have left before an actor died: adopt, resend, or refuse."""
+        """Async submits that may have left before an actor died: adopt, resend, or refuse.
+
+        The rules are `_reconcile`'s, as the command's resume applies them
+        (`_cli._resume.settle_submitting`); the ledger's docstring says how.
+        """
         assert self._ledger is not None
         ledger = self._ledger
-        since = min(row.entry.at for row in rows if row.entry is not None) - _WINDOW_MARGIN
         try:
-            summaries = await client.list_requests()
-            candidates = []
-            for summary in summaries:
-                when = summary.requested_datetime
-                if when is not None and when.timestamp() < since:
-                    continue
-                if not await anyio.to_thread.run_sync(ledger.claimed, summary.id):
-                    candidates.append(summary.id)
+            decided = await self._settle(client, rows)
         except Exception as exc:  # noqa: BLE001 - cannot tell: refuse rather than pay twice
             for row in rows:
                 row.fail(
@@ -397,27 +432,74 @@ class OCRStage:
                     )
                 )
             return
-        if not candidates:
-            logger.info("%d document(s) recorded as sending never reached the service", len(rows))
-            return  # none went: send them
-        if len(candidates) == 1 and len(rows) == 1:
-            row, request_id = rows[0], candidates[0]
-            assert row.sha256 is not None
-            await anyio.to_thread.run_sync(
-                partial(ledger.submitted, row.sha256, request_id, name=row.path)
-            )
-            logger.warning("%s: adopting request %s of an earlier attempt", row.path, request_id)
-            row.resume = request_id
-            return
         for row in rows:
-            row.fail(
-                AmbiguousSubmitError(
-                    row.path,
-                    f"an earlier attempt may have submitted it; {len(candidates)} unclaimed "
-                    f"request(s) since could be it; not sending it again (that could pay twice)",
-                    candidates=tuple(candidates),
+            assert row.sha256 is not None
+            outcome = decided.get(row.sha256)
+            if outcome is None:
+                logger.info("%s: recorded as sending, it never reached the service", row.path)
+            elif isinstance(outcome, str):
+                await anyio.to_thread.run_sync(
+                    partial(ledger.submitted, row.sha256, outcome, name=row.path)
                 )
-            )
+                logger.warning("%s: adopting request %s of an earlier attempt", row.path, outcome)
+                row.resume = outcome
+            else:
+                row.fail(
+                    AmbiguousSubmitError(
+                        row.path,
+                        f"an earlier attempt may have submitted it; {len(outcome)} unclaimed "
+                        f"request(s) in its window could be it; not sending it again (that "
+                        f"could pay twice)",
+                        candidates=tuple(sorted(outcome)),
+                    )
+                )
+
+    async def _settle(self, client: AsyncUpstageOCR, rows: list[_Row]) -> dict[str, str | set[str]]:
+        """Per row's hash: the request id to adopt, or the candidates left (absent: resend).
+
+        A row's window (`submit_window`) runs from its `sending` entry to now:
+        the attempt that wrote it is gone (Ray runs a batch again once its
+        actor died), so it stamps no request after that. The list is read once
+        the window closed `SETTLE` seconds ago on the server's clock: a
+        request the dead attempt made shows by then, and a live actor's
+        request in the window has been claimed, so it is no competitor.
+        """
+        assert self._ledger is not None
+        ledger = self._ledger
+        started = time.time()
+        entries = {row.sha256: row.entry for row in rows if row.entry and row.sha256}
+        await client.list_requests()  # its `Date` tells the server's clock, for the windows
+        windows = {
+            sha: client.submit_window(entry.at, max(entry.at, started))
+            for sha, entry in entries.items()
+        }
+        low = min(window.low for window in windows.values())
+        high = max(window.high for window in windows.values())
+        await anyio.sleep(max(0.0, high + SETTLE - _server_now(client)))
+        pages = {row.sha256: await anyio.to_thread.run_sync(_pages_of, row) for row in rows}
+        listed = await client.list_requests()
+        ids = set(_reconcile.candidates(listed, _reconcile.Window(low, high)))
+        claims = await anyio.to_thread.run_sync(_claims, ledger, sorted(ids))
+        # A request claimed for this very hash is its own (it died between claim and entry).
+        decided: dict[str, str | set[str]] = {
+            sha: request_id for request_id, sha in claims.items() if sha in entries
+        }
+        found = [summary for summary in listed if summary.id in ids and not claims[summary.id]]
+        totals = await _totals(client, found)
+        fits = {
+            sha: {
+                summary.id
+                for summary in found
+                if windows[sha].holds(summary)
+                and _reconcile.pages_fit(pages[sha], totals[summary.id])
+            }
+            for sha in entries
+            if sha not in decided
+        }
+        adopted, left = _reconcile.pair(fits)
+        decided.update(adopted)
+        decided.update({sha: fit for sha, fit in left.items() if fit})
+        return decided
 
     async def _before_submit(self, submission: Submission) -> None:
         assert self._ledger is not None
