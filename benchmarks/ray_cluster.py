@@ -13,9 +13,9 @@ Runs:
 1. `shared`: 4 actors pacing with the cluster's budget actor at `--rps`.
 2. `per-actor`: 4 actors each pacing alone at `--rps` (one limiter per actor).
 3. `actors-1`, `actors-2`: 1 and 2 actors with the shared budget (4 is run 1).
-4. `kill`: async mode, 4 actors; one actor process is killed (SIGKILL) once
-   a third of the documents are submitted; Ray restarts it and runs its
-   batches again; the emulator counts each document's async submissions.
+4. `kill`: async mode, 4 actors; one actor is killed (`ray.kill`, restart
+   allowed) once a third of the documents are submitted; Ray restarts it and
+   runs its batches again; the emulator counts each document's async submissions.
 
 Figures per run: documents ok, API requests, 429s and their share,
 throughput (documents per second over the window the emulator saw requests)
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -37,6 +36,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from aioupstage_ocr.ray._budget import NAMESPACE, budget_name
 from benchmarks._harness import API_KEY, EmulatorProcess, machine, now_iso
 
 
@@ -167,7 +167,11 @@ def _run(
     sampler = _Sampler(emulator)
     exclude = {emulator.pid, *moto_pids()}
     cpu_before = _ray_cpu(exclude)
-    killed: list[int] = []
+    killed: list[str] = []
+    earlier: set[str] = set()
+    if kill_after:
+        budget = ray.get_actor(budget_name(API_KEY, "ocr", emulator.base_url), namespace=NAMESPACE)
+        earlier = set(ray.get(budget.actors.remote()))
 
     def killer() -> None:
         assert kill_after is not None
@@ -176,10 +180,14 @@ def _run(
             if sum(stats["async_submissions"].values()) >= kill_after:
                 break
             time.sleep(0.2)
-        workers = map_workers()
-        if workers:
-            killed.append(workers[0].pid)
-            os.kill(workers[0].pid, signal.SIGKILL)
+        # `ray.kill` of one of this run's actors (they join the budget actor as they
+        # start); Ray restarts it and runs its batches again.
+        budget = ray.get_actor(budget_name(API_KEY, "ocr", emulator.base_url), namespace=NAMESPACE)
+        actors = ray.get(budget.actors.remote())
+        ours = sorted(set(actors) - earlier)
+        if ours:
+            killed.append(ours[0])
+            ray.kill(actors[ours[0]], no_restart=False)
 
     started = time.monotonic()
     sampler.start()
@@ -219,7 +227,7 @@ def _run(
         "cpu_ms_per_document": 1000 * cpu / max(ok, 1),
         "submitted_more_than_once": sum(1 for n in submissions.values() if n > 1),
         "submissions": sum(submissions.values()),
-        "killed_pids": killed,
+        "killed_actors": killed,
     }
     print(json.dumps(figures), flush=True)
     return figures

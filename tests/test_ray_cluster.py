@@ -17,7 +17,7 @@ pytest.importorskip("s3fs")
 
 from _s3 import S3Server, seed_objects  # noqa: E402 - after the skips
 
-from aioupstage_ocr import RateLimit  # noqa: E402 - after the skips
+from aioupstage_ocr import DocumentLimits, RateLimit  # noqa: E402 - after the skips
 from aioupstage_ocr._storage import read_bytes  # noqa: E402 - after the skips
 from aioupstage_ocr.ray import list_documents, ocr_dataset  # noqa: E402 - after the skips
 from aioupstage_ocr.ray._budget import NAMESPACE, budget_name  # noqa: E402 - after the skips
@@ -150,3 +150,75 @@ def test_an_actor_killed_mid_run_pays_nothing_twice(
     submissions = emulator.stats()["async_submissions"]
     assert max(submissions.values()) == 1
     assert 48 - len(ambiguous) <= len(submissions) <= 48
+
+
+@pytest.mark.slow
+def test_ray_kill_mid_run_sync_at_most_once_more_async_once(
+    cluster: None, emulator: EmulatorProcess, s3_bucket: str
+) -> None:
+    """`ray.kill` one actor (Ray restarts it) while sync and async documents go out:
+    the run finishes, no async document is submitted twice, a sync one at most once more."""
+    import threading
+    import time
+
+    emulator.reset()
+    # One-page PDFs go sync, two-page ones async (`sync_max_pages=1`), alternating.
+    docs = {f"mixed/doc{i:02d}.pdf": make_pdf([f"mixed doc {i}"] * (1 + i % 2)) for i in range(48)}
+    seed_objects(s3_bucket, docs)
+    ds = ray.data.from_items([{"path": f"{s3_bucket}/{key}"} for key in docs])
+    out = ocr_dataset(
+        ds,
+        api_key=API_KEY,
+        base_url=emulator.base_url,
+        output=f"{s3_bucket}/out-mixed",
+        input_prefix=f"{s3_bucket}/mixed",
+        rate=RateLimit(rps=8),
+        document_limits=DocumentLimits(sync_max_pages=1),
+        concurrency=2,
+        batch_size=8,
+    )
+    budget = ray.get_actor(budget_name(API_KEY, "ocr", emulator.base_url), namespace=NAMESPACE)
+    earlier = set(ray.get(budget.actors.remote()))  # earlier tests' actors (gone by now)
+    killed: list[tuple[int, int]] = []  # (actors joined, documents submitted) at the kill
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            stats = emulator.stats()
+            if sum(stats["async_submissions"].values()) >= 6:
+                actors = ray.get(budget.actors.remote())
+                ours = sorted(set(actors) - earlier)
+                if ours:
+                    handle = actors[ours[0]]
+                    submitted = sum(stats["async_submissions"].values()) + sum(
+                        stats["sync_submissions"].values()
+                    )
+                    ray.kill(handle, no_restart=False)
+                    killed.append((len(actors), submitted))
+                    return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_one, daemon=True)
+    killer.start()
+    rows = out.take_all()
+    killer.join()
+
+    assert killed, "no actor was killed"
+    assert killed[0][1] < len(docs), "the kill came after every document was sent"
+    assert len(rows) == 48
+    failed = [row["error"] for row in rows if row["status"] != "ok"]
+    ambiguous = [error for error in failed if error.startswith("AmbiguousSubmitError")]
+    assert failed == ambiguous  # only those that cannot be told apart may fail, never resent
+    for row in rows:
+        if row["status"] == "ok":
+            i = int(row["path"].rsplit("doc", 1)[1].removesuffix(".pdf"))
+            assert f"mixed doc {i}" in row["text"]
+            assert row["pages"] == 1 + i % 2
+    stats = emulator.stats()
+    sync, asynchronous = stats["sync_submissions"], stats["async_submissions"]
+    assert max(asynchronous.values()) == 1, "an async document was submitted twice"
+    assert len(sync) == 24
+    assert max(sync.values()) <= 2, "a sync document was sent twice more"
+    assert 24 - len(ambiguous) <= len(asynchronous) <= 24
+    # Ray restarted the killed actor, which paced with the budget again (a new holder).
+    assert len(ray.get(budget.actors.remote())) > killed[0][0]

@@ -145,6 +145,7 @@ class Budget:
         self._ppm = _GCRA(rate.ppm / 60, max(1.0, rate.ppm / 60)) if rate.ppm is not None else None
         self._paused_until = -math.inf
         self._holders: dict[str, _Holder] = {}
+        self._actors: dict[str, Any] = {}
         self._throttles = 0
         self._pauses = 0
         self._paused_seconds = 0.0
@@ -195,6 +196,18 @@ class Budget:
             rate=self.current_rate,
             retry_in=retry_in,
         )
+
+    def join(self, holder: str, actor: Any) -> None:
+        """Record the actor (its handle) that leases as `holder`; see `actors`."""
+        self._actors[holder] = actor
+
+    def actors(self) -> dict[str, Any]:
+        """The handles of the actors that joined, by holder: who paces with this budget.
+
+        An operator (or a test) can look at them or stop one (`ray.kill`); a
+        holder whose actor restarted joins again under a new name.
+        """
+        return dict(self._actors)
 
     def _report(self, request: LeaseRequest, now: float) -> None:
         for ago in request.successes:

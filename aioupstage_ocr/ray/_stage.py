@@ -266,6 +266,8 @@ class OCRStage:
             detached=True,  # outlives this actor; `ocr_dataset` makes a job-scoped one first
         )
         budget = self.budget
+        with contextlib.suppress(RuntimeError):  # not in an actor (a stage called directly)
+            budget.join.remote(holder, ray.get_runtime_context().current_actor)
 
         async def lease(request: LeaseRequest) -> Grant:
             grant: Grant = await budget.lease.remote(request)
