@@ -400,7 +400,8 @@ class Transport:
         key raises `AuthenticationError`.
         """
         try:
-            await self._api("GET", REQUESTS_PATH, kind="request")
+            # A one-off: no status fetch follows it, so sync uploads keep every slot.
+            await self._api("GET", REQUESTS_PATH, kind="request", polls_follow=False)
         except AuthenticationError:
             raise
         except APIError:
@@ -501,11 +502,13 @@ class Transport:
         pages: int = 0,
         request_id: str | None = None,
         before_send: Callable[[], None] | None = None,
+        polls_follow: bool | None = None,
     ) -> bytes:
         """One API exchange under the concurrency limit and the pacer; the 2xx body.
 
         `before_send` is called once the request has its slot and pace, right
-        before it goes out.
+        before it goes out. `polls_follow` (default: all but a sync OCR call)
+        tells the window status fetches are coming (`AdaptiveConcurrency.acquire`).
         """
         url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
         headers = self._auth_headers()
@@ -516,7 +519,9 @@ class Transport:
         await self.pacer.acquire_pages(pages)
         paced = self.pacer.now() - before
         window = self.concurrency
-        slot = await window.acquire(upload=document is not None, polls_follow=kind != "sync_ocr")
+        if polls_follow is None:
+            polls_follow = kind != "sync_ocr"
+        slot = await window.acquire(upload=document is not None, polls_follow=polls_follow)
         latency: float | None = None
         status = 0
         try:

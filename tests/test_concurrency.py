@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 
-from aioupstage_ocr import AsyncUpstageOCR
+from aioupstage_ocr import AsyncUpstageOCR, Limits
 from aioupstage_ocr._concurrency import AdaptiveConcurrency, Slot
 from aioupstage_ocr.testing import EmulatorThread, make_image
 
@@ -178,6 +178,23 @@ async def test_sync_only_uploads_take_every_slot_until_a_status_fetch() -> None:
     assert window.in_flight == 3
     for slot in uploads:
         window.release(slot)
+
+
+@pytest.mark.upstage_emulator(sync_latency=0.2)
+async def test_a_sync_bulk_run_fills_its_ceiling(
+    api_key: str, upstage_emulator: EmulatorThread
+) -> None:
+    """Sync uploads alone (beside the key probe, which no status fetch follows) keep
+    every slot: at `max_concurrency=6`, 6 are at the service at once, never more."""
+    base = make_image("png", seed=2)
+    documents = [base + f"#{n}".encode() for n in range(36)]
+    async with AsyncUpstageOCR(
+        api_key, base_url=upstage_emulator.base_url, limits=Limits(max_concurrency=6)
+    ) as client:
+        async for item in client.ocr_many(documents):
+            assert item.ok
+    assert upstage_emulator.stats.peak_concurrency == 6
+    assert upstage_emulator.stats.requests["list"] == 1  # the key probe went beside them
 
 
 async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
