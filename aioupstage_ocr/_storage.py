@@ -243,11 +243,17 @@ def read_bytes(url: str) -> bytes:
             raise DocumentNotFoundError(url, "no such file") from None
     fs, path = _fs(url)
     try:
-        return cast(bytes, fs.cat_file(path))
+        return cast(bytes, fs.cat_file(path, **_one_get(fs)))
     except FileNotFoundError:
         raise DocumentNotFoundError(safe_url(url), "no such object") from None
     except Exception as exc:  # noqa: BLE001 - any store's client error, cleaned
         raise StorageError(url, f"cannot read it: {_reason(exc)}") from None
+
+
+def _one_get(fs: Any) -> dict[str, Any]:
+    """`cat_file` options for one GET: s3fs otherwise asks the size first (a HEAD,
+    and a LIST when the key is missing) to read a large object in parallel parts."""
+    return {"max_concurrency": 1} if hasattr(fs, "max_concurrency") else {}
 
 
 def open_document(url: str, *, small: int = SMALL_READ) -> bytes | IO[bytes]:

@@ -121,6 +121,19 @@ def test_missing_object_is_a_document_error(s3_bucket: str) -> None:
     assert not exists(f"{s3_bucket}/nope.json")
 
 
+def test_a_read_is_one_get(s3_bucket: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Reading an object whole (a ledger entry, a stored output) is one GET, found or
+    not: no HEAD for its size, no LIST to tell a missing key from a folder."""
+    write_whole(f"{s3_bucket}/entry.json", b"{}")
+    with caplog.at_level(logging.DEBUG, logger="s3fs"):
+        assert read_bytes(f"{s3_bucket}/entry.json") == b"{}"
+        with pytest.raises(DocumentNotFoundError):
+            read_bytes(f"{s3_bucket}/missing.json")
+    calls = [r.getMessage().split()[1].rstrip(",") for r in caplog.records]
+    calls = [c for c in calls if c.endswith("_object") or c.startswith("list_")]
+    assert calls == ["get_object", "get_object"]
+
+
 def test_write_is_one_whole_put(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     fs = s3fs.S3FileSystem()
     methods: list[str] = []
