@@ -166,6 +166,9 @@ class Engine:
         self.polling = polling
         self.limits = limits
         self.ledger = SubmitLedger(transport)
+        #: An answer of this client's showed the key works and there is credit
+        #: (a document was taken): later bulk runs skip the key gate and its probe.
+        self.key_proven = False
 
     async def prepare(
         self,

@@ -72,17 +72,29 @@ class _Sampler:
         return max(last - first, self.every)
 
 
-def _ray_cpu(exclude: set[int]) -> float:
-    total = 0.0
+def _ray_cpu(exclude: set[int]) -> dict[str, float]:
+    """CPU seconds so far of the Ray processes under this one, by kind (actors, raylet...)."""
+    total: dict[str, float] = {}
     for child in psutil.Process().children(recursive=True):
         if child.pid in exclude:
             continue
         try:
             times = child.cpu_times()
+            line = " ".join(child.cmdline())
         except psutil.Error:
             continue
-        total += times.user + times.system
+        known = ("MapWorker", "Budget", "raylet", "gcs_server", "StatsActor", "IDLE", "agent")
+        kind = next((k for k in known if k in line), "other")
+        total[kind] = total.get(kind, 0.0) + times.user + times.system
     return total
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 def moto_pids() -> list[int]:
@@ -166,7 +178,9 @@ def _run(
     )
     sampler = _Sampler(emulator)
     exclude = {emulator.pid, *moto_pids()}
+    others_before = {pid: _cpu_of(pid) for pid in exclude}
     cpu_before = _ray_cpu(exclude)
+    driver_before = psutil.Process().cpu_times()
     killed: list[str] = []
     earlier: set[str] = set()
     if kill_after:
@@ -197,7 +211,12 @@ def _run(
     rows = out.take_all()
     wall = time.monotonic() - started
     sampler.stop()
-    cpu = _ray_cpu(exclude) - cpu_before
+    cpu_after = _ray_cpu(exclude)
+    emulator_cpu = _cpu_of(emulator.pid) - others_before[emulator.pid]
+    s3_cpu = sum(_cpu_of(pid) - others_before[pid] for pid in exclude if pid != emulator.pid)
+    by_kind = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
+    cpu = sum(by_kind.values())
+    driver = psutil.Process().cpu_times()
     stats = emulator.stats()
     requests = sum(stats["requests"].values())
     throttled = int(stats["rate_limited"])
@@ -225,10 +244,23 @@ def _run(
         "throughput_vs_limit": ok / window / rps,
         "ray_cpu_seconds": cpu,
         "cpu_ms_per_document": 1000 * cpu / max(ok, 1),
+        "cpu_ms_per_document_by_process": {
+            kind: 1000 * seconds / max(ok, 1) for kind, seconds in sorted(by_kind.items())
+        },
+        "driver_cpu_ms_per_document": 1000
+        * (driver.user + driver.system - driver_before.user - driver_before.system)
+        / max(ok, 1),
+        "emulator_cpu_ms_per_document": 1000 * emulator_cpu / max(ok, 1),
+        "s3_server_cpu_ms_per_document": 1000 * s3_cpu / max(ok, 1),
         "submitted_more_than_once": sum(1 for n in submissions.values() if n > 1),
         "submissions": sum(submissions.values()),
         "killed_actors": killed,
     }
+    if shared:
+        budget = ray.get_actor(budget_name(API_KEY, "ocr", emulator.base_url), namespace=NAMESPACE)
+        holders = ray.get(budget.stats.remote())["holders"]
+        figures["budget_leases"] = sum(h["leases"] for h in holders.values())
+        figures["budget_slots_granted"] = sum(h["granted"] for h in holders.values())
     print(json.dumps(figures), flush=True)
     return figures
 

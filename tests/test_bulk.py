@@ -432,6 +432,26 @@ async def test_the_first_wave_is_not_one_document(client: AsyncUpstageOCR) -> No
     assert sent_before_first_answer[0] > FIRST_WAVE  # the probe said the key is valid
 
 
+@pytest.mark.upstage_emulator(sync_latency=0.2)
+async def test_a_clients_next_runs_skip_the_key_gate(
+    api_key: str, upstage_emulator: EmulatorThread
+) -> None:
+    """Once a run's answer showed the key works, the same client's later runs (a Ray
+    actor's batches) start with the gate open: no probe (a request the rate limit
+    counts) each time. A new client probes again."""
+    async with AsyncUpstageOCR(api_key, base_url=upstage_emulator.base_url) as client:
+        assert all(item.ok for item in await collect(client.ocr_many([unique_png(0)])))
+        probes = upstage_emulator.stats.requests["list"]
+        assert probes == 1
+        for batch in range(3):
+            documents = [unique_png(100 * (batch + 1) + n) for n in range(8)]
+            assert all(item.ok for item in await collect(client.ocr_many(documents)))
+        assert upstage_emulator.stats.requests["list"] == probes
+    async with AsyncUpstageOCR(api_key, base_url=upstage_emulator.base_url) as fresh:
+        assert all(item.ok for item in await collect(fresh.ocr_many([unique_png(1)])))
+    assert upstage_emulator.stats.requests["list"] == probes + 1
+
+
 async def test_failing_hook_stops_the_run(
     client: AsyncUpstageOCR, upstage_emulator: EmulatorThread
 ) -> None:

@@ -31,13 +31,16 @@ class KeyGate:
       key works (a result, or an error of that document's own), lets all
       through. An error that would hit every document keeps the gate as it
       is; the run stops.
+
+    `proven=True` (an earlier run of the same client got such an answer)
+    starts it open: no probe, no first wave.
     """
 
     __slots__ = ("_changed", "_on_first", "_open", "_started", "_unproven", "_wave")
 
-    def __init__(self, on_first: Callable[[], None] | None = None) -> None:
-        self._open = False
-        self._started = False
+    def __init__(self, on_first: Callable[[], None] | None = None, *, proven: bool = False) -> None:
+        self._open = proven
+        self._started = proven
         self._unproven = 0  # documents sent before the gate opened
         self._wave = FIRST_WAVE
         self._changed = anyio.Event()

@@ -66,7 +66,7 @@ class Sender:
         self._fatal = fatal
         self._accepted = accepted
         self._known = known_part
-        self._gate = KeyGate(on_first)
+        self._gate = KeyGate(on_first, proven=engine.key_proven)
 
     async def wait_open(self) -> None:
         """Wait until an answer showed the key works (no probe needed then)."""
@@ -99,9 +99,9 @@ class Sender:
             )
         except Exception as exc:
             if probe and not self._fatal(exc):
-                self._gate.open(probe)
+                self._proven(probe)
             raise
-        self._gate.open(probe)
+        self._proven(probe)
         if sent.request_id is not None:
             if prepared.source_pages is None:  # a part's request is not the document's
                 job.request_id = sent.request_id
@@ -119,6 +119,11 @@ class Sender:
                     )
                 )
         return sent
+
+    def _proven(self, probe: bool) -> None:
+        """An answer showed the key works: open the gate, for this run and the client's next."""
+        self._engine.key_proven = True
+        self._gate.open(probe)
 
     async def known(self, job: Job, part: PreparedDocument) -> str | None:
         """The request id `known_part` gives for one part of `job`'s document, or None."""
