@@ -399,9 +399,13 @@ async def test_many_open_requests_are_answered_by_the_list(
     for d, request_id in enumerate(ids):
         pages = outcomes[request_id].pages
         assert [p.text for p in pages] == [f"doc {d} page {p}" for p in range(1, 6 + d * 4)]
-    # Never a status fetch while a request ran: one each, for its batches and links.
-    assert {i: stats.polls[i] for i in ids} == dict.fromkeys(ids, 1)
-    assert stats.requests["status"] == len(ids)
+    # Never a status fetch while a request ran and another was open: one each, for
+    # its batches and links. The last one left open alone is polled on its own (a
+    # list would answer for one request only), so it may take a fetch or two more.
+    polls = sorted(stats.polls[i] for i in ids)
+    assert polls[:-1] == [1] * (len(ids) - 1)
+    assert polls[-1] <= 3
+    assert stats.requests["status"] == sum(polls)
     assert stats.requests["list"] >= 2  # the 0.2 s start delay outlasts the first list
 
 
