@@ -96,11 +96,16 @@ def is_url(value: object) -> bool:
     return isinstance(value, str) and _SCHEME.match(value) is not None
 
 
-def safe_url(url: str) -> str:
-    """`url` without user info, query string or fragment: safe to show."""
-    if not is_url(url):
-        return url
-    parts = urlsplit(url)
+def safe_url(url: str | os.PathLike[str] | object) -> str:
+    """`url` without user info, query string or fragment: safe to show, log or trace.
+
+    The one place that cleans a URL for showing (a store's, the API's, a signed
+    download link; a `yarl.URL` too); a local path is returned as it is.
+    """
+    text = os.fspath(url) if isinstance(url, os.PathLike) else str(url)
+    if not is_url(text):
+        return text
+    parts = urlsplit(text)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 

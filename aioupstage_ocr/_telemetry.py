@@ -31,6 +31,8 @@ from typing import Any
 
 from yarl import URL
 
+from ._storage import safe_url
+
 _trace: Any
 try:  # the optional extra `[otel]`
     from opentelemetry import trace as _otel_trace
@@ -65,11 +67,6 @@ def enabled() -> bool:
         return False
     provider = _trace.get_tracer_provider()
     return not isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider)
-
-
-def _clean_url(url: str | URL) -> URL:
-    parsed = url if isinstance(url, URL) else URL(url)
-    return parsed.with_query(None).with_fragment(None).with_user(None)
 
 
 class Document:
@@ -210,7 +207,7 @@ def exchange(
     if not enabled():
         yield Exchange(None)
         return
-    clean = _clean_url(url)
+    clean = URL(safe_url(url))
     attributes: dict[str, str | int] = {
         "http.request.method": method,
         "url.full": str(clean),

@@ -68,6 +68,7 @@ from ._exceptions import (
 from ._preflight import PreparedDocument
 from ._ratelimit import Pacer
 from ._retry import RetryEvent, RetryPolicy, is_retryable, parse_retry_after, retry_call
+from ._storage import safe_url
 
 __all__ = [
     "ASYNC_PATH",
@@ -79,7 +80,6 @@ __all__ = [
     "SubmitGuard",
     "Transport",
     "maybe_delivered",
-    "safe_url",
 ]
 
 T = TypeVar("T")
@@ -132,12 +132,6 @@ class SubmitGuard(Protocol):
 
     def begin(self) -> SubmitAttempt:
         """An attempt is being sent now."""
-
-
-def safe_url(url: str | URL) -> str:
-    """`url` without its query string or fragment (where signed links keep their signature)."""
-    parsed = url if isinstance(url, URL) else URL(url)
-    return str(parsed.with_query(None).with_fragment(None))
 
 
 def maybe_delivered(exc: BaseException) -> bool:
@@ -589,44 +583,30 @@ class Transport:
         One `upstage.ocr.http` span (`_telemetry`) each, `route` and `request_id`
         among its attributes.
         """
-        with telemetry.exchange(method, url, route=route, request_id=request_id) as traced:
-            status, response_headers, content = await self._send(
-                method, url, headers=headers, data=data, seconds=seconds
-            )
-            traced.answered(status)
-            return status, response_headers, content
-
-    async def _send(
-        self,
-        method: str,
-        url: str | URL,
-        *,
-        headers: Mapping[str, str],
-        data: aiohttp.FormData | None,
-        seconds: float,
-    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         session = self._get_session()
         shown = safe_url(url)
         client_timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=self.timeouts.connect)
-        try:
-            async with session.request(
-                method, url, headers=headers, data=data, timeout=client_timeout
-            ) as response:
-                content = await response.read()
-                return response.status, response.headers, content
-        except TimeoutError as exc:
-            phase = "to connect" if isinstance(exc, aiohttp.ConnectionTimeoutError) else ""
-            raise APITimeoutError(
-                f"{method} {shown}: no answer within {seconds:g} s {phase}".rstrip()
-            ) from exc
-        except aiohttp.ClientPayloadError as exc:
-            reason = self._clean(str(exc), url)
-            raise APIConnectionError(
-                f"{method} {shown}: the response was cut short ({reason})"
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            reason = self._clean(str(exc) or type(exc).__name__, url)
-            raise APIConnectionError(f"{method} {shown}: {reason}") from exc
+        with telemetry.exchange(method, url, route=route, request_id=request_id) as traced:
+            try:
+                async with session.request(
+                    method, url, headers=headers, data=data, timeout=client_timeout
+                ) as response:
+                    content = await response.read()
+            except TimeoutError as exc:
+                phase = "to connect" if isinstance(exc, aiohttp.ConnectionTimeoutError) else ""
+                raise APITimeoutError(
+                    f"{method} {shown}: no answer within {seconds:g} s {phase}".rstrip()
+                ) from exc
+            except aiohttp.ClientPayloadError as exc:
+                reason = self._clean(str(exc), url)
+                raise APIConnectionError(
+                    f"{method} {shown}: the response was cut short ({reason})"
+                ) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                reason = self._clean(str(exc) or type(exc).__name__, url)
+                raise APIConnectionError(f"{method} {shown}: {reason}") from exc
+            traced.answered(response.status)
+            return response.status, response.headers, content
 
     def _clean(self, text: str, url: str | URL | None = None) -> str:
         """`text` without the key, and without `url`'s query string."""

@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from aioupstage_ocr import (
     APIConnectionError,
@@ -38,7 +39,8 @@ from aioupstage_ocr import (
 )
 from aioupstage_ocr._preflight import prepare
 from aioupstage_ocr._retry import RetryEvent, set_testing
-from aioupstage_ocr._transport import Transport, maybe_delivered, safe_url
+from aioupstage_ocr._storage import safe_url
+from aioupstage_ocr._transport import Transport, maybe_delivered
 from aioupstage_ocr.testing import make_pdf
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -328,6 +330,7 @@ async def test_signed_query_and_key_never_in_errors(retry_testing: None) -> None
     assert download.value.url == f"{storage}/r.json"
     assert TEST_KEY not in repr(http)
     assert safe_url("https://s.example/a?sig=1#x") == "https://s.example/a"
+    assert safe_url(URL("https://user:pw@s.example:8443/a?sig=1")) == "https://s.example:8443/a"
 
 
 async def test_truncated_download_is_retried(retry_testing: None) -> None:
