@@ -39,12 +39,13 @@ class Slot:
 
 
 class _Waiter:
-    __slots__ = ("event", "granted", "level", "upload")
+    __slots__ = ("event", "granted", "level", "rank", "upload")
 
     def __init__(self, upload: bool, level: int) -> None:
         self.event = anyio.Event()
         self.upload = upload
         self.level = level
+        self.rank = priority.rank()
         self.granted = False
 
 
@@ -81,7 +82,8 @@ class AdaptiveConcurrency:
     then (only sync work) they take every slot. Waiters are served first come, first served within
     their class (a status fetch may pass uploads held by that rule); between
     classes, `_priority`'s rule: a request handler's waiters first, a bulk
-    run's 1 grant in 4 while both wait.
+    run's 1 grant in 4 while both wait; within a class, `priority.later()`
+    requests (a bulk run's sync uploads) behind the others.
     """
 
     __slots__ = (
@@ -207,7 +209,7 @@ class AdaptiveConcurrency:
             return Slot(upload)
         waiter = _Waiter(upload, priority.current())
         queue = self._waiters[waiter.level]
-        queue.append(waiter)
+        priority.place(queue, waiter)
         try:
             await waiter.event.wait()
         except BaseException:

@@ -11,6 +11,13 @@ both classes wait, 3 grants in 4 go to the handlers' waiters and 1 in 4 to
 bulk's, each class first come, first served, so handler calls pass the
 queue of a bulk run and the bulk run never stops: it keeps at least a quarter
 of what frees up, and all of it while no handler waits.
+
+Within a class, a request made under `later()` (a bulk run's sync upload)
+waits behind the others (an async submit, a status fetch, a download): long
+work first, where it waits too, so a queue of small uploads at the pacer does
+not hold back the submit that starts the service's batches. A later request
+is passed at most by the others that arrive while it waits: a run's async
+documents and its polls, both bounded.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 import anyio
 
@@ -31,7 +38,10 @@ __all__ = [
     "PriorityName",
     "Turns",
     "current",
+    "later",
     "level_of",
+    "place",
+    "rank",
     "running_as",
 ]
 
@@ -44,6 +54,8 @@ BULK_SHARE = 4
 PriorityName = Literal["handler", "bulk"]
 
 _current: ContextVar[int] = ContextVar("aioupstage_ocr_priority", default=HANDLER)
+#: Within a class: 0 first, 1 (`later()`) after.
+_rank: ContextVar[int] = ContextVar("aioupstage_ocr_rank", default=0)
 
 
 def current() -> int:
@@ -70,6 +82,37 @@ def running_as(level: int) -> Iterator[None]:
         _current.reset(token)
 
 
+def rank() -> int:
+    """Where requests of the running task wait within their class: 0 first, 1 later."""
+    return _rank.get()
+
+
+@contextmanager
+def later() -> Iterator[None]:
+    """Requests made in this block wait behind the others of their class (see above)."""
+    token = _rank.set(1)
+    try:
+        yield
+    finally:
+        _rank.reset(token)
+
+
+class _Ranked(Protocol):
+    @property
+    def rank(self) -> int: ...
+
+
+_R = TypeVar("_R", bound=_Ranked)
+
+
+def place(queue: deque[_R], item: _R) -> None:
+    """Append `item` to `queue` behind every waiter of its rank or lower, before higher ones."""
+    at = len(queue)
+    while at > 0 and queue[at - 1].rank > item.rank:
+        at -= 1
+    queue.insert(at, item)
+
+
 class Turns:
     """Which class the next grant goes to, given who waits (the 3-in-4 rule)."""
 
@@ -93,11 +136,12 @@ class Turns:
 
 
 class _Entry:
-    __slots__ = ("event", "granted")
+    __slots__ = ("event", "granted", "rank")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.granted = False
+        self.rank = rank()
 
 
 class PriorityLock:
@@ -123,7 +167,7 @@ class PriorityLock:
             return
         entry = _Entry()
         queue = self._queues[current()]
-        queue.append(entry)
+        place(queue, entry)
         try:
             await entry.event.wait()
         except BaseException:

@@ -4,6 +4,8 @@ a share of 1 in 4 and never starves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 
 import anyio
 import anyio.lowlevel
@@ -20,7 +22,10 @@ from aioupstage_ocr._priority import (
     PriorityLock,
     Turns,
     current,
+    later,
     level_of,
+    place,
+    rank,
     running_as,
 )
 from aioupstage_ocr._ratelimit import TokenBucket
@@ -134,6 +139,66 @@ async def test_window_wakes_handlers_first_and_bulk_its_share() -> None:
         window.release(held)
     assert order == ["h0", "h1", "h2", "b0", "h3", "b1", "b2"]
     assert window.in_flight == 0
+
+
+@given(st.lists(st.booleans(), max_size=60))
+def test_place_keeps_ranks_in_order_and_each_first_come(ranks: list[bool]) -> None:
+    """Waiters placed one by one: every rank-0 one before every later one, each rank in
+    the order they came."""
+
+    class W:
+        def __init__(self, n: int, r: int) -> None:
+            self.n, self.rank = n, r
+
+    queue: deque[W] = deque()
+    for n, is_later in enumerate(ranks):
+        place(queue, W(n, int(is_later)))
+    expected = [n for n, r in enumerate(ranks) if not r] + [n for n, r in enumerate(ranks) if r]
+    assert [w.n for w in queue] == expected
+
+
+async def test_later_requests_wait_behind_the_others_of_their_class() -> None:
+    """A bulk run's sync uploads (`later()`) queued at the lock and the window: an
+    async submit or poll of the same class that comes after goes before them; a handler's
+    class still comes first."""
+    lock = PriorityLock()
+    window = AdaptiveConcurrency(1, initial=1)
+    held = await window.acquire()
+    at_lock: list[str] = []
+    at_window: list[str] = []
+
+    async def locking(name: str, level: int, is_later: bool) -> None:
+        with running_as(level), later() if is_later else contextlib.nullcontext():
+            assert rank() == int(is_later)
+            async with lock:
+                at_lock.append(name)
+                await anyio.lowlevel.checkpoint()
+
+    async def windowed(name: str, level: int, is_later: bool) -> None:
+        with running_as(level), later() if is_later else contextlib.nullcontext():
+            slot = await window.acquire(upload=is_later, polls_follow=not is_later)
+        at_window.append(name)
+        await anyio.lowlevel.checkpoint()
+        window.release(slot)
+
+    for target, release in ((locking, lock.__aexit__), (windowed, None)):
+        async with anyio.create_task_group() as group:
+            if release is not None:
+                await lock.__aenter__()
+            for n in range(3):
+                group.start_soon(target, f"sync{n}", BULK, True)
+            await anyio.wait_all_tasks_blocked()
+            group.start_soon(target, "submit", BULK, False)
+            await anyio.wait_all_tasks_blocked()
+            group.start_soon(target, "handler", HANDLER, True)
+            await anyio.wait_all_tasks_blocked()
+            if release is not None:
+                await release(None, None, None)
+            else:
+                window.release(held)
+    assert at_lock == ["handler", "submit", "sync0", "sync1", "sync2"]
+    assert at_window == ["handler", "submit", "sync0", "sync1", "sync2"]
+    assert rank() == 0
 
 
 async def test_bucket_serves_a_handler_before_bulk_already_waiting() -> None:

@@ -33,7 +33,7 @@ from .._models import OCRResult
 from .._pages import PageRanges
 from .._poller import PollScheduler, Progress
 from .._preflight import Document, Mode, PreparedDocument
-from .._priority import BULK, running_as
+from .._priority import BULK, later, running_as
 from ._counters import Counters
 from ._dedupe import Twins
 from ._events import BulkEvent, BulkStats
@@ -478,7 +478,10 @@ class BulkRun:
             )
             self._finish(job, result=result)
             return
-        sent = await self._sender.send(job, prepared)
+        # Long work first where requests wait too (the pacer, the window): a sync
+        # upload waits behind async submits and polls of its class.
+        with later() if prepared.route == "sync" else contextlib.nullcontext():
+            sent = await self._sender.send(job, prepared)
         if sent.result is not None:
             self._finish(job, result=sent.result)
             return
