@@ -89,6 +89,24 @@ def _ray_cpu(exclude: set[int]) -> dict[str, float]:
     return total
 
 
+def _leases(ray: Any, emulator: EmulatorProcess) -> tuple[int, int]:
+    """The budget actor's leases and slots granted so far (every run shares it)."""
+    name = budget_name(API_KEY, "ocr", emulator.base_url)
+    for _ in range(100):  # a named actor just asked for shows after a moment
+        try:
+            budget = ray.get_actor(name, namespace=NAMESPACE)
+            break
+        except ValueError:
+            time.sleep(0.1)
+    else:
+        return 0, 0
+    holders = ray.get(budget.stats.remote())["holders"]
+    return (
+        sum(h["leases"] for h in holders.values()),
+        sum(h["granted"] for h in holders.values()),
+    )
+
+
 def _cpu_of(pid: int) -> float:
     try:
         times = psutil.Process(pid).cpu_times()
@@ -177,6 +195,7 @@ def _run(
         batch_size=16,
     )
     sampler = _Sampler(emulator)
+    leases_before, granted_before = _leases(ray, emulator) if shared else (0, 0)
     exclude = {emulator.pid, *moto_pids()}
     others_before = {pid: _cpu_of(pid) for pid in exclude}
     cpu_before = _ray_cpu(exclude)
@@ -257,10 +276,9 @@ def _run(
         "killed_actors": killed,
     }
     if shared:
-        budget = ray.get_actor(budget_name(API_KEY, "ocr", emulator.base_url), namespace=NAMESPACE)
-        holders = ray.get(budget.stats.remote())["holders"]
-        figures["budget_leases"] = sum(h["leases"] for h in holders.values())
-        figures["budget_slots_granted"] = sum(h["granted"] for h in holders.values())
+        leases, granted = _leases(ray, emulator)
+        figures["budget_leases"] = leases - leases_before
+        figures["budget_slots_granted"] = granted - granted_before
     print(json.dumps(figures), flush=True)
     return figures
 
