@@ -7,7 +7,10 @@ after. Keep these few and small: a cluster on a loaded machine is slow to start.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import pytest
 
@@ -94,6 +97,55 @@ def test_dataset_from_s3_to_s3(cluster: None, emulator: EmulatorProcess, s3_buck
     assert sum(h["leases"] for h in holders.values()) < granted
 
 
+def _killed_run(
+    emulator: EmulatorProcess,
+    s3_bucket: str,
+    docs: dict[str, bytes],
+    prefix: str,
+    kill: Callable[[dict[str, Any]], bool],
+    **settings: Any,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run `docs` (seeded under `prefix`) through 2 actors at 8 RPS while a thread
+    polls the emulator's stats: `kill(stats)` kills an actor and says True once it
+    did. The rows, and the errors of the rows that failed (each an ambiguous
+    submit: only those that cannot be told apart may fail, never be sent again)."""
+    import threading
+    import time
+
+    emulator.reset()
+    seed_objects(s3_bucket, docs)
+    ds = ray.data.from_items([{"path": f"{s3_bucket}/{key}"} for key in docs])
+    out = ocr_dataset(
+        ds,
+        api_key=API_KEY,
+        base_url=emulator.base_url,
+        output=f"{s3_bucket}/out-{prefix}",
+        input_prefix=f"{s3_bucket}/{prefix}",
+        rate=RateLimit(rps=8),
+        concurrency=2,
+        batch_size=8,
+        **settings,
+    )
+
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not kill(emulator.stats()):
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    rows = out.take_all()
+    thread.join()
+    assert len(rows) == len(docs)
+    failed = [row["error"] for row in rows if row["status"] != "ok"]
+    assert all(error.startswith("AmbiguousSubmitError") for error in failed), failed
+    return rows, failed
+
+
+def _number(row: dict[str, Any]) -> int:
+    return int(row["path"].rsplit("doc", 1)[1].removesuffix(".pdf"))
+
+
 @pytest.mark.slow
 def test_an_actor_killed_mid_run_pays_nothing_twice(
     cluster: None, emulator: EmulatorProcess, s3_bucket: str
@@ -102,51 +154,25 @@ def test_an_actor_killed_mid_run_pays_nothing_twice(
     ledger adopts their request ids, so every document is submitted once and every row is ok."""
     import os
     import signal
-    import threading
-    import time
 
-    emulator.reset()
-    docs = {f"in/doc{i:02d}.pdf": make_pdf([f"killed run doc {i}"]) for i in range(48)}
-    seed_objects(s3_bucket, docs)
-    ds = ray.data.from_items([{"path": f"{s3_bucket}/{key}"} for key in docs])
-    out = ocr_dataset(
-        ds,
-        api_key=API_KEY,
-        base_url=emulator.base_url,
-        output=f"{s3_bucket}/out",
-        input_prefix=f"{s3_bucket}/in",
-        rate=RateLimit(rps=8),
-        mode="async",
-        concurrency=2,
-        batch_size=8,
-    )
     killed: list[int] = []
 
-    def kill_one() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if sum(emulator.stats()["async_submissions"].values()) >= 12:
-                workers = map_workers()
-                if workers:
-                    killed.append(workers[0].pid)
-                    os.kill(workers[0].pid, signal.SIGKILL)
-                return
-            time.sleep(0.1)
+    def kill(stats: dict[str, Any]) -> bool:
+        if sum(stats["async_submissions"].values()) < 12:
+            return False
+        workers = map_workers()
+        if workers:
+            killed.append(workers[0].pid)
+            os.kill(workers[0].pid, signal.SIGKILL)
+        return True
 
-    killer = threading.Thread(target=kill_one, daemon=True)
-    killer.start()
-    rows = out.take_all()
-    killer.join()
+    docs = {f"in/doc{i:02d}.pdf": make_pdf([f"killed run doc {i}"]) for i in range(48)}
+    rows, ambiguous = _killed_run(emulator, s3_bucket, docs, "in", kill, mode="async")
 
     assert killed, "no actor was killed"
-    assert len(rows) == 48
-    failed = [row["error"] for row in rows if row["status"] != "ok"]
-    ambiguous = [error for error in failed if error.startswith("AmbiguousSubmitError")]
-    assert failed == ambiguous  # only those that cannot be told apart may fail, never resent
     for row in rows:
         if row["status"] == "ok":
-            i = int(row["path"].rsplit("doc", 1)[1].removesuffix(".pdf"))
-            assert row["text"] == f"killed run doc {i}"
+            assert row["text"] == f"killed run doc {_number(row)}"
     submissions = emulator.stats()["async_submissions"]
     assert max(submissions.values()) == 1
     assert 48 - len(ambiguous) <= len(submissions) <= 48
@@ -158,62 +184,38 @@ def test_ray_kill_mid_run_sync_at_most_once_more_async_once(
 ) -> None:
     """`ray.kill` one actor (Ray restarts it) while sync and async documents go out:
     the run finishes, no async document is submitted twice, a sync one at most once more."""
-    import threading
-    import time
-
-    emulator.reset()
-    # One-page PDFs go sync, two-page ones async (`sync_max_pages=1`), alternating.
-    docs = {f"mixed/doc{i:02d}.pdf": make_pdf([f"mixed doc {i}"] * (1 + i % 2)) for i in range(48)}
-    seed_objects(s3_bucket, docs)
-    ds = ray.data.from_items([{"path": f"{s3_bucket}/{key}"} for key in docs])
-    out = ocr_dataset(
-        ds,
-        api_key=API_KEY,
-        base_url=emulator.base_url,
-        output=f"{s3_bucket}/out-mixed",
-        input_prefix=f"{s3_bucket}/mixed",
-        rate=RateLimit(rps=8),
-        document_limits=DocumentLimits(sync_max_pages=1),
-        concurrency=2,
-        batch_size=8,
-    )
-    budget = ray.get_actor(budget_name(API_KEY, "ocr", emulator.base_url), namespace=NAMESPACE)
-    earlier = set(ray.get(budget.actors.remote()))  # earlier tests' actors (gone by now)
+    budget_of = partial(ray.get_actor, budget_name(API_KEY, "ocr", emulator.base_url))
+    earlier: set[str] = set()  # earlier tests' actors (gone by now)
     killed: list[tuple[int, int]] = []  # (actors joined, documents submitted) at the kill
 
-    def kill_one() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            stats = emulator.stats()
-            if sum(stats["async_submissions"].values()) >= 6:
-                actors = ray.get(budget.actors.remote())
-                ours = sorted(set(actors) - earlier)
-                if ours:
-                    handle = actors[ours[0]]
-                    submitted = sum(stats["async_submissions"].values()) + sum(
-                        stats["sync_submissions"].values()
-                    )
-                    ray.kill(handle, no_restart=False)
-                    killed.append((len(actors), submitted))
-                    return
-            time.sleep(0.1)
+    def kill(stats: dict[str, Any]) -> bool:
+        if sum(stats["async_submissions"].values()) < 6:
+            return False
+        actors = ray.get(budget_of(namespace=NAMESPACE).actors.remote())
+        ours = sorted(set(actors) - earlier)
+        if not ours:
+            return False
+        submitted = sum(stats["async_submissions"].values()) + sum(
+            stats["sync_submissions"].values()
+        )
+        ray.kill(actors[ours[0]], no_restart=False)
+        killed.append((len(actors), submitted))
+        return True
 
-    killer = threading.Thread(target=kill_one, daemon=True)
-    killer.start()
-    rows = out.take_all()
-    killer.join()
+    with contextlib.suppress(ValueError):  # no budget yet: no earlier actors
+        earlier.update(ray.get(budget_of(namespace=NAMESPACE).actors.remote()))
+    # One-page PDFs go sync, two-page ones async (`sync_max_pages=1`), alternating.
+    docs = {f"mixed/doc{i:02d}.pdf": make_pdf([f"mixed doc {i}"] * (1 + i % 2)) for i in range(48)}
+    rows, ambiguous = _killed_run(
+        emulator, s3_bucket, docs, "mixed", kill, document_limits=DocumentLimits(sync_max_pages=1)
+    )
 
     assert killed, "no actor was killed"
     assert killed[0][1] < len(docs), "the kill came after every document was sent"
-    assert len(rows) == 48
-    failed = [row["error"] for row in rows if row["status"] != "ok"]
-    ambiguous = [error for error in failed if error.startswith("AmbiguousSubmitError")]
-    assert failed == ambiguous  # only those that cannot be told apart may fail, never resent
     for row in rows:
         if row["status"] == "ok":
-            i = int(row["path"].rsplit("doc", 1)[1].removesuffix(".pdf"))
-            assert f"mixed doc {i}" in row["text"]
-            assert row["pages"] == 1 + i % 2
+            assert f"mixed doc {_number(row)}" in row["text"]
+            assert row["pages"] == 1 + _number(row) % 2
     stats = emulator.stats()
     sync, asynchronous = stats["sync_submissions"], stats["async_submissions"]
     assert max(asynchronous.values()) == 1, "an async document was submitted twice"
@@ -221,4 +223,4 @@ def test_ray_kill_mid_run_sync_at_most_once_more_async_once(
     assert max(sync.values()) <= 2, "a sync document was sent twice more"
     assert 24 - len(ambiguous) <= len(asynchronous) <= 24
     # Ray restarted the killed actor, which paced with the budget again (a new holder).
-    assert len(ray.get(budget.actors.remote())) > killed[0][0]
+    assert len(ray.get(budget_of(namespace=NAMESPACE).actors.remote())) > killed[0][0]
