@@ -73,6 +73,7 @@ def test_dataset_from_s3_to_s3(cluster: None, emulator: EmulatorProcess, s3_buck
         rate=RateLimit(rps=50),
         concurrency=2,
         batch_size=5,
+        batches_per_actor=1,  # so both actors get batches, and both lease
     )
     rows = {row["path"]: row for row in out.take_all()}
 
@@ -95,6 +96,28 @@ def test_dataset_from_s3_to_s3(cluster: None, emulator: EmulatorProcess, s3_buck
     granted = sum(h["granted"] for h in holders.values())
     assert granted >= 24
     assert sum(h["leases"] for h in holders.values()) < granted
+
+
+def test_an_actor_runs_several_batches_at_once(cluster: None, s3_bucket: str) -> None:
+    """One actor, four blocks of 3 documents, 0.4 s a call: its batches overlap on the
+    actor's event loop (`batches_per_actor`), so more than one batch is at the service."""
+    docs = {f"par/doc{i:02d}.pdf": make_pdf([f"overlap doc {i}"]) for i in range(12)}
+    seed_objects(s3_bucket, docs)
+    with EmulatorProcess(sync_latency=0.4) as slow:
+        items = [{"path": f"{s3_bucket}/{key}"} for key in docs]
+        out = ocr_dataset(
+            ray.data.from_items(items, override_num_blocks=4),
+            api_key=API_KEY,
+            base_url=slow.base_url,
+            output=f"{s3_bucket}/out-par",
+            input_prefix=f"{s3_bucket}/par",
+            rate=RateLimit(rps=100),
+            concurrency=1,
+            batch_size=3,
+        )
+        rows = out.take_all()
+        assert sorted(row["status"] for row in rows) == ["ok"] * 12
+        assert slow.stats()["peak_concurrency"] >= 6  # one batch at a time: 3 (4 at most)
 
 
 def _killed_run(
