@@ -12,7 +12,8 @@ answered here and nowhere else:
 - the **candidates**: listed requests in that window that nobody owns (ids
   submitted, adopted or asked about are known);
 - the **pages**: a candidate whose page count is known and differs from the
-  document's is someone else's;
+  document's is someone else's (`request_pages` reads the candidates' counts,
+  the one step here that asks the service);
 - the **pairing**, for several submits at once: a submit and a request are
   paired only when each is the other's only fit.
 
@@ -23,12 +24,22 @@ document another's result, and a missed request is paid twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from ._models import RequestSummary
+from ._exceptions import APIError, ResponseValidationError
+from ._models import RequestStatus, RequestSummary
 
-__all__ = ["MARGIN", "MARGIN_BLIND", "Window", "candidates", "margin", "pages_fit", "pair"]
+__all__ = [
+    "MARGIN",
+    "MARGIN_BLIND",
+    "Window",
+    "candidates",
+    "margin",
+    "pages_fit",
+    "pair",
+    "request_pages",
+]
 
 #: Seconds either side of a submit's window, when the server's clock is known.
 #: `Date` has whole seconds (the midpoint guess is off by up to 0.5 s), the
@@ -78,6 +89,20 @@ def candidates(
 def pages_fit(document_pages: int | None, request_pages: int | None) -> bool:
     """False only when both page counts are known and differ (someone else's request)."""
     return document_pages is None or not request_pages or request_pages == document_pages
+
+
+async def request_pages(
+    get_request: Callable[[str], Awaitable[RequestStatus]], summaries: Iterable[RequestSummary]
+) -> dict[str, int | None]:
+    """Each candidate's page count, as its status tells (None when it cannot be read:
+    then the window alone decides)."""
+    pages: dict[str, int | None] = {}
+    for summary in summaries:
+        try:
+            pages[summary.id] = (await get_request(summary.id)).total_pages or None
+        except (APIError, ResponseValidationError):
+            pages[summary.id] = None
+    return pages
 
 
 def pair(fits: Mapping[str, Iterable[str]]) -> tuple[dict[str, str], dict[str, set[str]]]:

@@ -96,7 +96,7 @@ def is_url(value: object) -> bool:
     return isinstance(value, str) and _SCHEME.match(value) is not None
 
 
-def safe_url(url: str | os.PathLike[str] | object) -> str:
+def safe_url(url: object) -> str:
     """`url` without user info, query string or fragment: safe to show, log or trace.
 
     The one place that cleans a URL for showing (a store's, the API's, a signed

@@ -17,12 +17,19 @@ from conftest import TEST_KEY
 from aioupstage_ocr import parse_result
 from aioupstage_ocr._storage import read_bytes, write_whole
 from aioupstage_ocr.ray import OUTPUT_SCHEMA, OCRStage
+from aioupstage_ocr.ray._ledger import Ledger, content_hash
 from aioupstage_ocr.testing import EmulatorThread, UpstageEmulator, make_pdf
 from aioupstage_ocr.testing._fixtures import CLIENT_POLLING
 
 
 def _doc(i: int) -> bytes:
     return make_pdf([f"document {i} of the stage test"])
+
+
+async def _row(stage: OCRStage, data: bytes, name: str) -> dict[str, object]:
+    """The one output row of a batch of one document given as bytes."""
+    row: dict[str, object] = (await stage({"bytes": [data], "name": [name]})).to_pylist()[0]
+    return row
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -150,14 +157,12 @@ async def test_an_open_request_of_a_dead_attempt_is_waited_for(
     stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread, client
 ) -> None:
     """`submitted` in the ledger: the request id is adopted, the document is not sent again."""
-    from aioupstage_ocr.ray._ledger import Ledger, content_hash
-
     data = _doc(40)
     request_id = await client.submit(data, filename="a.pdf")
     ledger = Ledger(f"{s3_bucket}/ledger")
     ledger.submitted(content_hash(data), request_id, name="a.pdf")
     stage = stage_factory(mode="async", ledger=f"{s3_bucket}/ledger")
-    row = (await stage({"bytes": [data], "name": ["a.pdf"]})).to_pylist()[0]
+    row = await _row(stage, data, "a.pdf")
     assert row["status"] == "ok", row["error"]
     assert row["request_id"] == request_id
     assert row["text"] == "document 40 of the stage test"
@@ -173,12 +178,10 @@ async def test_a_send_that_never_left_is_sent(
     upstage_emulator: EmulatorThread,
     short_settle: None,
 ) -> None:
-    from aioupstage_ocr.ray._ledger import Ledger, content_hash
-
     data = _doc(41)
     Ledger(f"{s3_bucket}/l").sending(content_hash(data), route="async", name="b.pdf")
     stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
-    row = (await stage({"bytes": [data], "name": ["b.pdf"]})).to_pylist()[0]
+    row = await _row(stage, data, "b.pdf")
     assert row["status"] == "ok", row["error"]
     assert _submissions(upstage_emulator, data) == 1
 
@@ -191,14 +194,12 @@ async def test_a_send_that_left_unrecorded_is_adopted(
     short_settle: None,
 ) -> None:
     """`sending`, and one unclaimed request since: that one is adopted."""
-    from aioupstage_ocr.ray._ledger import Ledger, content_hash
-
     data = _doc(42)
     ledger = Ledger(f"{s3_bucket}/l")
     ledger.sending(content_hash(data), route="async", name="c.pdf")
     request_id = await client.submit(data, filename="c.pdf")  # its answer was never recorded
     stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
-    row = (await stage({"bytes": [data], "name": ["c.pdf"]})).to_pylist()[0]
+    row = await _row(stage, data, "c.pdf")
     assert row["status"] == "ok", row["error"]
     assert row["request_id"] == request_id
     assert _submissions(upstage_emulator, data) == 1
@@ -212,8 +213,6 @@ async def test_two_unrecorded_sends_are_refused_not_paid_twice(
     client,
     short_settle: None,
 ) -> None:
-    from aioupstage_ocr.ray._ledger import Ledger, content_hash
-
     docs = [_doc(43), _doc(44)]
     ledger = Ledger(f"{s3_bucket}/l")
     for i, data in enumerate(docs):
@@ -229,12 +228,10 @@ async def test_two_unrecorded_sends_are_refused_not_paid_twice(
 async def test_a_sync_send_is_repeated_at_most_once(
     stage_factory: type[OCRStage], s3_bucket: str, upstage_emulator: EmulatorThread
 ) -> None:
-    from aioupstage_ocr.ray._ledger import Ledger, content_hash
-
     data = _doc(45)
     Ledger(f"{s3_bucket}/l").sending(content_hash(data), route="sync", name="s.pdf")
     stage = stage_factory(ledger=f"{s3_bucket}/l")
-    row = (await stage({"bytes": [data], "name": ["s.pdf"]})).to_pylist()[0]
+    row = await _row(stage, data, "s.pdf")
     assert row["status"] == "ok"
     assert _submissions(upstage_emulator, data, "sync") == 1
 
@@ -252,15 +249,13 @@ async def test_a_claim_written_before_its_entry_is_adopted(
     short_settle: None,
 ) -> None:
     """Died between the request id's claim and the `submitted` entry: its own, not resent."""
-    from aioupstage_ocr.ray._ledger import Ledger, content_hash
-
     data = _doc(50)
     ledger = Ledger(f"{s3_bucket}/l")
     request_id = await client.submit(data, filename="d.pdf")
     ledger.submitted(content_hash(data), request_id, name="d.pdf")  # the claim landed...
     ledger.sending(content_hash(data), route="async", name="d.pdf")  # ...the entry did not
     stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
-    row = (await stage({"bytes": [data], "name": ["d.pdf"]})).to_pylist()[0]
+    row = await _row(stage, data, "d.pdf")
     assert row["status"] == "ok", row["error"]
     assert row["request_id"] == request_id
     assert _submissions(upstage_emulator, data) == 1
@@ -274,8 +269,6 @@ async def test_a_request_listed_late_is_adopted_not_resent(
     short_settle: None,
 ) -> None:
     """The dead attempt's request appears after the retry began: still found, not paid twice."""
-    from aioupstage_ocr.ray._ledger import Ledger, content_hash
-
     data = _doc(51)
     Ledger(f"{s3_bucket}/l").sending(content_hash(data), route="async", name="e.pdf")
     stage = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
@@ -306,8 +299,6 @@ async def test_a_live_actors_request_not_yet_claimed_is_not_taken(
     The dead attempt never reached the service; the retry must send its own
     document, not adopt the other's request (that would give it the wrong text).
     """
-    from aioupstage_ocr.ray._ledger import Ledger, content_hash
-
     mine, theirs = _doc(52), _doc(53)
     ledger = Ledger(f"{s3_bucket}/l")
     ledger.sending(content_hash(mine), route="async", name="f.pdf")
@@ -338,8 +329,6 @@ async def test_two_actors_racing_on_one_content_hash_pay_once(
     short_settle: None,
 ) -> None:
     """The same bytes in two actors' batches; the second starts once the first is sending."""
-    from aioupstage_ocr.ray._ledger import Ledger, content_hash
-
     data = _doc(54)
     ledger = Ledger(f"{s3_bucket}/l")
     first = stage_factory(mode="async", ledger=f"{s3_bucket}/l")
@@ -347,7 +336,7 @@ async def test_two_actors_racing_on_one_content_hash_pay_once(
     rows: dict[str, dict[str, object]] = {}
 
     async def run(stage: OCRStage, name: str) -> None:
-        rows[name] = (await stage({"bytes": [data], "name": [name]})).to_pylist()[0]
+        rows[name] = await _row(stage, data, name)
 
     async with anyio.create_task_group() as group:
         group.start_soon(run, first, "h1.pdf")

@@ -69,7 +69,6 @@ from .._exceptions import (
     UpstageOCRError,
 )
 from .._journal import Entry, Journal, PartEntry, State
-from .._models import RequestSummary
 from .._pages import parse_pages
 from .._preflight import prepare
 from .._reconcile import Window
@@ -158,15 +157,19 @@ async def settle_submitting(
     )
     ids = set(_reconcile.candidates(listed, Window(earliest.low, math.inf), known))
     candidates = [summary for summary in listed if summary.id in ids]
-    pages = await _candidate_pages(client, candidates)
+    pages = await _reconcile.request_pages(client.get_request, candidates)
+    # The rows' own page counts, read from their files in one trip to a worker thread.
+    row_pages = await anyio.to_thread.run_sync(
+        lambda: {os.fspath(row.path): _pages_of(row, limits) for row in everyone}
+    )
     fits: dict[str, set[str]] = {}
     for row in everyone:
-        row_pages = await anyio.to_thread.run_sync(_pages_of, row, limits)
-        window = windows[os.fspath(row.path)]
-        fits[os.fspath(row.path)] = {
+        key = os.fspath(row.path)
+        fits[key] = {
             summary.id
             for summary in candidates
-            if window.holds(summary) and _reconcile.pages_fit(row_pages, pages.get(summary.id))
+            if windows[key].holds(summary)
+            and _reconcile.pages_fit(row_pages[key], pages.get(summary.id))
         }
     competing: set[str] = set().union(*(fits[os.fspath(row.path)] for row in others))
     adopted, left_over = _reconcile.pair(fits)
@@ -199,20 +202,6 @@ async def settle_submitting(
                 candidates=tuple(sorted(left)),
             )
     return decided
-
-
-async def _candidate_pages(
-    client: AsyncUpstageOCR, candidates: list[RequestSummary]
-) -> dict[str, int | None]:
-    pages: dict[str, int | None] = {}
-    for summary in candidates:
-        try:
-            status = await client.get_request(summary.id)
-        except (APIError, ResponseValidationError):
-            pages[summary.id] = None
-            continue
-        pages[summary.id] = status.total_pages or None
-    return pages
 
 
 def _pages_of(row: Entry, limits: DocumentLimits) -> int | None:
@@ -251,7 +240,7 @@ async def settle_part(client: AsyncUpstageOCR, journal: Journal, row: PartEntry)
         for summary in listed
         if summary.id in set(_reconcile.candidates(listed, window, known))
     ]
-    pages = await _candidate_pages(client, found)
+    pages = await _reconcile.request_pages(client.get_request, found)
     count = sum((end or start) - start + 1 for start, end in parse_pages(row.pages))
     fits = sorted(rid for rid, total in pages.items() if _reconcile.pages_fit(count, total))
     if not fits:

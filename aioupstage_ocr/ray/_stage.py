@@ -38,7 +38,7 @@ from .._config import (
     resolve_base_url,
 )
 from .._exceptions import AmbiguousSubmitError, ConfigurationError
-from .._models import OCRResult, RequestSummary, parse_result
+from .._models import OCRResult, parse_result
 from .._preflight import Document, Mode, prepare
 from ._budget import Budget, ClusterPacer, Grant, LeaseRequest, before_send, cluster_budget
 from ._ledger import Entry, Ledger, content_hash
@@ -108,17 +108,6 @@ def _server_now(client: AsyncUpstageOCR) -> float:
 def _claims(ledger: Ledger, request_ids: list[str]) -> dict[str, str | None]:
     """Each request id's owner in the ledger (a content hash), or None."""
     return {request_id: ledger.claim_of(request_id) for request_id in request_ids}
-
-
-async def _totals(client: AsyncUpstageOCR, found: list[RequestSummary]) -> dict[str, int | None]:
-    """Each candidate's page count, as its status tells (None when it cannot be read)."""
-    totals: dict[str, int | None] = {}
-    for summary in found:
-        try:
-            totals[summary.id] = (await client.get_request(summary.id)).total_pages or None
-        except Exception:  # noqa: BLE001 - unknown: the window alone decides
-            totals[summary.id] = None
-    return totals
 
 
 def list_documents(prefix: str) -> Iterator[str]:
@@ -483,7 +472,8 @@ class OCRStage:
         low = min(window.low for window in windows.values())
         high = max(window.high for window in windows.values())
         await anyio.sleep(max(0.0, high + SETTLE - _server_now(client)))
-        pages = {row.sha256: await anyio.to_thread.run_sync(_pages_of, row) for row in rows}
+        # The rows' page counts, in one trip to a worker thread.
+        pages = await anyio.to_thread.run_sync(lambda: {row.sha256: _pages_of(row) for row in rows})
         listed = await client.list_requests()
         ids = set(_reconcile.candidates(listed, _reconcile.Window(low, high)))
         claims = await anyio.to_thread.run_sync(_claims, ledger, sorted(ids))
@@ -492,7 +482,7 @@ class OCRStage:
             sha: request_id for request_id, sha in claims.items() if sha in entries
         }
         found = [summary for summary in listed if summary.id in ids and not claims[summary.id]]
-        totals = await _totals(client, found)
+        totals = await _reconcile.request_pages(client.get_request, found)
         fits = {
             sha: {
                 summary.id
