@@ -70,7 +70,14 @@ from ._models import (
 )
 from ._pages import CUTTABLE, PageRanges, join_parts, page_list
 from ._poller import PollScheduler, ProgressHook
-from ._preflight import Document, Mode, PreparedDocument, cut_pages, prepare
+from ._preflight import (
+    Document,
+    Mode,
+    PreparedDocument,
+    cut_pages,
+    prepare,
+    prepares_inline,
+)
 from ._retry import is_retryable, is_testing
 from ._transport import RetryHook, Transport
 
@@ -178,17 +185,19 @@ class Engine:
         mode: Mode = "auto",
         pages: PageRanges | None = None,
     ) -> PreparedDocument:
-        """Preflight off the event loop: a `PreparedDocument` or a `DocumentError`."""
-        return await anyio.to_thread.run_sync(
-            partial(
-                prepare,
-                document,
-                filename=filename,
-                mode=mode,
-                limits=self.document_limits,
-                pages=pages,
-            )
+        """Preflight off the event loop (a small image on it: `prepares_inline`):
+        a `PreparedDocument` or a `DocumentError`."""
+        call = partial(
+            prepare,
+            document,
+            filename=filename,
+            mode=mode,
+            limits=self.document_limits,
+            pages=pages,
         )
+        if prepares_inline(document):
+            return call()
+        return await anyio.to_thread.run_sync(call)
 
     async def run_parts(
         self,

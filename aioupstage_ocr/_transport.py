@@ -29,6 +29,7 @@ import io
 import logging
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol, TypeVar
@@ -524,14 +525,15 @@ class Transport:
             telemetry.note_paced(paced + started - before)
             body: bytes | io.IOBase | None = None
             try:
-                data: aiohttp.FormData | None = None
+                data: aiohttp.FormData | bytes | None = None
                 if document is not None:
                     # Opened here, for this attempt only: a sent form cannot be reused.
                     if document.opens_inline:
                         body = document.open()
                     else:
                         body = await anyio.to_thread.run_sync(document.open)
-                    data = _form(fields or {}, document, body)
+                    data, form_headers = _form(fields or {}, document, body)
+                    headers.update(form_headers)
                 if before_send is not None:
                     before_send()
                 sent = self.pacer.now()
@@ -573,7 +575,7 @@ class Transport:
         url: str | URL,
         *,
         headers: Mapping[str, str],
-        data: aiohttp.FormData | None,
+        data: aiohttp.FormData | bytes | None,
         seconds: float,
         route: str | None = None,
         request_id: str | None = None,
@@ -675,14 +677,47 @@ def _fields(model: str, schema: str | None) -> dict[str, str]:
 
 def _form(
     fields: Mapping[str, str], document: PreparedDocument, body: bytes | io.IOBase
-) -> aiohttp.FormData:
+) -> tuple[aiohttp.FormData | bytes, dict[str, str]]:
+    """The upload as a request body, with the headers it needs.
+
+    A body in memory becomes one buffer (`multipart_body`): aiohttp's
+    `FormData` would write it in nine pieces, each its own socket send, and
+    cost ~0.15 ms a document more. A file streamed from disk goes as a
+    `FormData`, which reads it in chunks.
+    """
+    if isinstance(body, bytes):
+        boundary = uuid.uuid4().hex
+        return multipart_body(fields, document, body, boundary), {
+            "Content-Type": f"multipart/form-data; boundary={boundary}"
+        }
     form = aiohttp.FormData()
     for name, value in fields.items():
         form.add_field(name, value)
     form.add_field(
         "document", body, filename=document.upload_name, content_type=document.content_type
     )
-    return form
+    return form, {}
+
+
+def multipart_body(
+    fields: Mapping[str, str], document: PreparedDocument, body: bytes, boundary: str
+) -> bytes:
+    """`fields` and the document as multipart/form-data: the bytes aiohttp's `FormData` sends.
+
+    The same part headers in the same order; the filename percent-encoded as
+    aiohttp encodes it (RFC 7578), so the service sees one form either way.
+    """
+    parts = [
+        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f'Content-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f"--{boundary}\r\nContent-Type: {document.content_type}\r\n"
+        'Content-Disposition: form-data; name="document"; '
+        f'filename="{quote(document.upload_name, "")}"\r\n\r\n'
+    )
+    return b"".join(("".join(parts).encode(), body, f"\r\n--{boundary}--\r\n".encode()))
 
 
 def _quote_id(request_id: str) -> str:

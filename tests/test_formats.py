@@ -7,9 +7,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aioupstage_ocr import Format, UnreadableDocumentError
-from aioupstage_ocr._formats import detect_format, inspect_document, sniff_format
+from aioupstage_ocr._formats import _png_size, detect_format, inspect_document, sniff_format
 from aioupstage_ocr.testing._documents import make_image, make_pdf, make_tiff
 
 
@@ -115,3 +117,42 @@ def test_sniff_needs_only_the_head() -> None:
     """sniff_format answers from leading bytes alone."""
     assert sniff_format(b"%PDF-1.7\n") is Format.PDF
     assert sniff_format(b"PK\x03\x04") is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    width=st.integers(1, 300),
+    height=st.integers(1, 300),
+    mode=st.sampled_from(["RGB", "L", "P", "RGBA", "1"]),
+    text=st.booleans(),
+)
+def test_a_png_is_measured_from_its_header_as_pillow_measures_it(
+    width: int, height: int, mode: str, text: bool
+) -> None:
+    """The PNG header reader finds Pillow's size, with ancillary chunks before the data."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if text:
+        info.add_text("Comment", "x" * 500)
+    out = io.BytesIO()
+    Image.new(mode, (width, height)).save(out, format="PNG", pnginfo=info)
+    assert _png_size(io.BytesIO(out.getvalue())) == (width, height)
+    found = inspect_document(io.BytesIO(out.getvalue()), Format.PNG, "a.png")
+    assert (found.pages, found.max_pixels) == (1, width * height)
+
+
+def test_an_animated_or_broken_png_is_left_to_pillow() -> None:
+    """Frames of an APNG are pages, as Pillow counts them; a bad IHDR is unreadable."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    frames = [Image.new("RGB", (20, 10), color) for color in ("red", "blue", "green")]
+    frames[0].save(out, format="PNG", save_all=True, append_images=frames[1:])
+    assert _png_size(io.BytesIO(out.getvalue())) is None
+    assert inspect_document(io.BytesIO(out.getvalue()), Format.PNG, "a.png").pages == 3
+    png = bytearray(make_image("png", width=8, height=8))
+    png[20] ^= 0xFF  # the height, under IHDR's CRC
+    assert _png_size(io.BytesIO(bytes(png))) is None
+    with pytest.raises(UnreadableDocumentError, match=r"broken\.png"):
+        inspect_document(io.BytesIO(bytes(png)), Format.PNG, "broken.png")

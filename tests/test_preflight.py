@@ -20,7 +20,14 @@ from aioupstage_ocr import (
     UnreadableDocumentError,
     UnsupportedFormatError,
 )
-from aioupstage_ocr._preflight import CHUNK_BYTES, SMALL_UPLOAD, choose_route, prepare
+from aioupstage_ocr._preflight import (
+    CHUNK_BYTES,
+    INLINE_READ,
+    SMALL_UPLOAD,
+    choose_route,
+    prepare,
+    prepares_inline,
+)
 from aioupstage_ocr.testing._documents import make_image, make_pdf, make_tiff
 
 SMALL = DocumentLimits(sync_max_pages=2, async_max_pages=5)
@@ -253,3 +260,26 @@ def test_file_changed_before_upload(tmp_path: Path) -> None:
     path.write_bytes(make_pdf(3))
     with pytest.raises(UnreadableDocumentError, match="changed since it was checked"):
         doc.open()
+
+
+def test_which_documents_are_prepared_on_the_event_loop(tmp_path: Path) -> None:
+    """Small local images only; PDFs, large files, URLs, bytes and missing files go to a thread.
+
+    A small image prepared in place is judged exactly as in a thread: the
+    decision is where `prepare` runs, not what it checks.
+    """
+    small = tmp_path / "a.png"
+    small.write_bytes(make_image("png", width=16, height=16))
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + bytes(INLINE_READ))
+    pdf = tmp_path / "a.pdf"
+    pdf.write_bytes(make_pdf(1))
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"not an image")
+    assert prepares_inline(small)
+    assert prepares_inline(str(small))
+    assert prepares_inline(fake)
+    for other in (big, pdf, tmp_path / "missing.png", "s3://bucket/a.png", small.read_bytes()):
+        assert not prepares_inline(other)
+    with pytest.raises(UnsupportedFormatError, match=r"fake\.png"):
+        prepare(fake)

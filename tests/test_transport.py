@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +17,8 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
 from aioupstage_ocr import (
@@ -40,8 +44,8 @@ from aioupstage_ocr import (
 from aioupstage_ocr._preflight import prepare
 from aioupstage_ocr._retry import RetryEvent, set_testing
 from aioupstage_ocr._storage import safe_url
-from aioupstage_ocr._transport import Transport, maybe_delivered
-from aioupstage_ocr.testing import make_pdf
+from aioupstage_ocr._transport import Transport, maybe_delivered, multipart_body
+from aioupstage_ocr.testing import make_image, make_pdf
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -527,3 +531,55 @@ async def test_retries_reach_every_listener_and_the_calls_own_hook(retry_testing
     assert len(own) == 1
     assert own[0] is first[0] is second[0]
     assert isinstance(own[0].exception, InternalServerError)
+
+
+_PNG = make_image("png", width=8, height=8)
+
+
+class _Sink:
+    """Collects what an aiohttp payload writes."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def write(self, chunk: bytes) -> None:
+        self.data += chunk
+
+
+async def _aiohttp_form(fields: dict[str, str], upload_name: str, body: bytes) -> bytes:
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, value)
+    form.add_field("document", body, filename=upload_name, content_type="image/png")
+    writer = form()
+    sink = _Sink()
+    await writer.write(sink)  # type: ignore[arg-type]
+    boundary = writer.boundary
+    return bytes(sink.data).replace(boundary.encode(), b"BOUNDARY")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    upload_name=st.text(min_size=1, max_size=40),
+    schema=st.one_of(st.none(), st.text(max_size=30)),
+    body=st.binary(max_size=64),
+)
+def test_an_upload_in_memory_is_the_form_aiohttp_would_send(
+    upload_name: str, schema: str | None, body: bytes
+) -> None:
+    """The one-buffer body of a small upload is byte for byte aiohttp's FormData.
+
+    A name with control characters, which aiohttp refuses, goes percent-encoded.
+    """
+    fields = {"model": "ocr"} | ({} if schema is None else {"schema": schema})
+    document = dataclasses.replace(prepare(_PNG), upload_name=upload_name)
+    ours = multipart_body(fields, document, body, "BOUNDARY")
+    (line,) = (
+        h
+        for h in ours.split(b"\r\n")
+        if h.startswith(b'Content-Disposition: form-data; name="document"')
+    )
+    assert not re.search(rb"[\x00-\x1f\x7f]", line)
+    if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", upload_name):
+        return
+    assert ours == asyncio.run(_aiohttp_form(fields, upload_name, body))

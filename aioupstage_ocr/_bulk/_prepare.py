@@ -1,4 +1,7 @@
-"""Preflight in batches: several queued documents per trip to a worker thread."""
+"""Preflight in batches: several queued documents per trip to a worker thread.
+
+Small local images are prepared on the event loop instead (`prepares_inline`).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._config import DocumentLimits
 from .._pages import PageRanges
-from .._preflight import Mode, PreparedDocument, prepare
+from .._preflight import Mode, PreparedDocument, prepare, prepares_inline
 from ._jobs import Job
 
-__all__ = ["BATCH", "next_batch", "prepare_all"]
+__all__ = ["BATCH", "next_batch", "prepare_all", "prepare_batch"]
 
 #: Documents prepared per trip to a worker thread: a trip costs more CPU than
 #: preparing a small image.
@@ -28,6 +31,21 @@ def next_batch(first: Job, jobs: MemoryObjectReceiveStream[Job]) -> list[Job]:
         except (anyio.WouldBlock, anyio.EndOfStream):
             break
     return batch
+
+
+async def prepare_batch(
+    batch: list[Job], mode: Mode, limits: DocumentLimits, pages: PageRanges | None = None
+) -> list[PreparedDocument | Exception]:
+    """`prepare_all` of `batch`, in its order: small images here, the rest in one thread trip."""
+    inline = [prepares_inline(job.source) for job in batch]
+    rest = [job for job, here in zip(batch, inline, strict=True) if not here]
+    threaded = iter(
+        await anyio.to_thread.run_sync(prepare_all, rest, mode, limits, pages) if rest else ()
+    )
+    return [
+        prepare_all([job], mode, limits, pages)[0] if here else next(threaded)
+        for job, here in zip(batch, inline, strict=True)
+    ]
 
 
 def prepare_all(

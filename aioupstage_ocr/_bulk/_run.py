@@ -41,7 +41,7 @@ from ._feed import feed
 from ._items import Items
 from ._jobs import Job, RunStopped, single
 from ._outbox import Outbox
-from ._prepare import BATCH, next_batch, prepare_all
+from ._prepare import BATCH, next_batch, prepare_batch
 from ._ready import ReadyQueue
 from ._send import Sender
 from ._types import BulkItem, KnownHook, Resume, SubmitHook, name_of
@@ -408,8 +408,8 @@ class BulkRun:
                 for job in batch:
                     job.started_at = now
                     job.name = name_of(job.source, job.index)
-                outcomes = await anyio.to_thread.run_sync(
-                    prepare_all, batch, self._mode, self._engine.document_limits, self._pages
+                outcomes = await prepare_batch(
+                    batch, self._mode, self._engine.document_limits, self._pages
                 )
                 for job, outcome in zip(batch, outcomes, strict=True):
                     if not isinstance(outcome, PreparedDocument):
