@@ -13,7 +13,7 @@ import hashlib
 import io
 import os
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Literal, TypeAlias
 
@@ -128,6 +128,8 @@ class PreparedDocument:
     - `source_pages`: on a part, the pages of the original it holds (from 1).
     - `repair_of`: on a part that sends a failed batch's pages again, the
       request it repairs.
+    - `body`: a local file of at most `INLINE_READ` bytes as preflight read
+      and hashed it; its uploads send these bytes and do not read it again.
     """
 
     name: str
@@ -143,13 +145,16 @@ class PreparedDocument:
     source_pages: tuple[int, ...] | None = None
     document_pages: int | None = None
     repair_of: str | None = None
+    body: bytes | None = field(default=None, repr=False)
 
     @property
     def opens_inline(self) -> bool:
         """Whether `open()` is cheap enough to call on the event loop: bytes, or a
         local file of at most `INLINE_READ` bytes."""
-        return isinstance(self.source, bytes) or (
-            isinstance(self.source, Path) and self.size <= INLINE_READ
+        return (
+            self.body is not None
+            or isinstance(self.source, bytes)
+            or (isinstance(self.source, Path) and self.size <= INLINE_READ)
         )
 
     @property
@@ -171,6 +176,8 @@ class PreparedDocument:
         rewound and wrapped so the upload cannot close it; bytes are returned
         as they are.
         """
+        if self.body is not None:
+            return self.body
         if isinstance(self.source, bytes):
             return self.source
         if isinstance(self.source, RemoteDocument):
@@ -408,6 +415,20 @@ def prepare(
         except OSError as exc:
             raise DocumentNotFoundError(name, _os_reason(exc)) from exc
         with handle:
+            if info.st_size <= INLINE_READ:  # read once: hashed, checked and sent as read
+                data = handle.read()
+                return replace(
+                    _prepare_bytes(
+                        data,
+                        name=name,
+                        upload=filename or path.name,
+                        mode=mode,
+                        limits=limits,
+                        pages=pages,
+                    ),
+                    source=path,
+                    body=data,
+                )
             return _prepare_stream(
                 handle,
                 source=path,
@@ -646,6 +667,7 @@ def _part(
         whole,
         name=name,
         source=cut.data,
+        body=None,
         size=len(cut.data),
         pages=len(cut.pages),
         sha256=hashlib.sha256(cut.data).hexdigest(),

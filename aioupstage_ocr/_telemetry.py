@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -54,6 +55,10 @@ __all__ = [
 
 TRACER = "aioupstage_ocr"
 
+_UNKNOWN = object()
+#: A provider named in the environment is loaded by the API on first use.
+_PROVIDER_IN_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
 logger = logging.getLogger("aioupstage_ocr")
 
 
@@ -65,6 +70,8 @@ def enabled() -> bool:
     """
     if _trace is None:
         return False
+    if getattr(_trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _PROVIDER_IN_ENV:
+        return False  # none set: the same answer as the API's, without its environ lookup
     provider = _trace.get_tracer_provider()
     return not isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider)
 

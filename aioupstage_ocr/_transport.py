@@ -27,9 +27,9 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol, TypeVar
@@ -686,7 +686,7 @@ def _form(
     `FormData`, which reads it in chunks.
     """
     if isinstance(body, bytes):
-        boundary = uuid.uuid4().hex
+        boundary = os.urandom(16).hex()
         return multipart_body(fields, document, body, boundary), {
             "Content-Type": f"multipart/form-data; boundary={boundary}"
         }

@@ -253,11 +253,21 @@ def test_not_a_document(tmp_path: Path) -> None:
 
 
 def test_file_changed_before_upload(tmp_path: Path) -> None:
-    """A file that changed size after preflight is not uploaded as checked."""
-    path = tmp_path / "moving.pdf"
-    path.write_bytes(make_pdf(1))
-    doc = prepare(path)
-    path.write_bytes(make_pdf(3))
+    """A file that changed after preflight is never uploaded as if it were the one checked.
+
+    A small one is sent as preflight read it (its hash and pages are of those
+    bytes); a larger one, read again at upload, is refused if its size moved.
+    """
+    small = tmp_path / "moving.pdf"
+    small.write_bytes(make_pdf(1))
+    doc = prepare(small)
+    small.write_bytes(make_pdf(3))
+    assert doc.open() == make_pdf(1)
+    assert hashlib.sha256(make_pdf(1)).hexdigest() == doc.sha256
+    large = tmp_path / "large.pdf"
+    large.write_bytes(make_pdf(1) + b"%" + bytes(INLINE_READ))
+    doc = prepare(large)
+    large.write_bytes(make_pdf(3))
     with pytest.raises(UnreadableDocumentError, match="changed since it was checked"):
         doc.open()
 
