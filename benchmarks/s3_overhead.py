@@ -28,7 +28,7 @@ FULL: dict[str, Any] = {
     "documents": 5000,
     "warmup": 200,
     "concurrency": 16,
-    "repeats": 1,
+    "repeats": 3,
     "profiled": 2000,
 }
 QUICK: dict[str, Any] = {

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ._streams import receive
 from ._types import BulkItem
 
 __all__ = ["Items"]
@@ -48,7 +49,7 @@ class Items(AsyncIterator[BulkItem]):
             raise StopAsyncIteration
         ended = False
         try:
-            item = await self._receive.receive()
+            item = await receive(self._receive)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             ended = True
         except BaseException:  # cancelled while waiting: end the run before leaving

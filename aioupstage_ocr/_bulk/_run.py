@@ -34,6 +34,7 @@ from .._pages import PageRanges
 from .._poller import PollScheduler, Progress
 from .._preflight import Document, Mode, PreparedDocument
 from .._priority import BULK, later, running_as
+from . import _streams
 from ._counters import Counters
 from ._dedupe import Twins
 from ._events import BulkEvent, BulkStats
@@ -374,7 +375,7 @@ class BulkRun:
         if isinstance(document, Resume):
             self._resume(job, document.request_id)
             return
-        await send.send(job)
+        await _streams.send(send, job)
 
     def _resume(self, job: Job, request_id: str) -> None:
         job.request_id, job.route, job.started_at = request_id, "async", job.queued_at
@@ -402,7 +403,11 @@ class BulkRun:
         self, jobs: MemoryObjectReceiveStream[Job], ready: ReadyQueue[_Ready]
     ) -> None:
         async with jobs:
-            async for first in jobs:
+            while True:
+                try:
+                    first = await _streams.receive(jobs)
+                except anyio.EndOfStream:
+                    break
                 batch = next_batch(first, jobs)
                 now = time.monotonic()
                 for job in batch:
