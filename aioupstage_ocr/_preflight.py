@@ -417,17 +417,16 @@ def prepare(
         with handle:
             if info.st_size <= INLINE_READ:  # read once: hashed, checked and sent as read
                 data = handle.read()
-                return replace(
-                    _prepare_bytes(
-                        data,
-                        name=name,
-                        upload=filename or path.name,
-                        mode=mode,
-                        limits=limits,
-                        pages=pages,
-                    ),
+                return _prepare_stream(
+                    io.BytesIO(data),
                     source=path,
                     body=data,
+                    name=name,
+                    upload=filename or path.name,
+                    size=len(data),
+                    mode=mode,
+                    limits=limits,
+                    pages=pages,
                 )
             return _prepare_stream(
                 handle,
@@ -571,6 +570,7 @@ def _prepare_stream(
     mode: Mode,
     limits: DocumentLimits,
     pages: PageRanges | None = None,
+    body: bytes | None = None,
 ) -> PreparedDocument:
     _check_empty(name, size)
     try:
@@ -622,6 +622,7 @@ def _prepare_stream(
         route=choose_route(name, total, mode, limits) if cuts is None else "async",
         upload_name=_upload_name(upload, fmt),
         document_pages=total,
+        body=body,
     )
     if cuts is None:
         if wanted is None:

@@ -206,14 +206,20 @@ def note_paced(seconds: float) -> None:
         document.paced_s += seconds
 
 
-@contextlib.contextmanager
 def exchange(
     method: str, url: str | URL, *, route: str | None = None, request_id: str | None = None
-) -> Iterator[Exchange]:
-    """A span for one HTTP exchange (a child of the current document's)."""
+) -> contextlib.AbstractContextManager[Exchange]:
+    """A span for one HTTP exchange (a child of the current document's); with no
+    tracer provider, only the document's counts (and no generator to run)."""
     if not enabled():
-        yield Exchange(None)
-        return
+        return contextlib.nullcontext(Exchange(None))
+    return _exchange_span(method, url, route=route, request_id=request_id)
+
+
+@contextlib.contextmanager
+def _exchange_span(
+    method: str, url: str | URL, *, route: str | None, request_id: str | None
+) -> Iterator[Exchange]:
     clean = URL(safe_url(url))
     attributes: dict[str, str | int] = {
         "http.request.method": method,

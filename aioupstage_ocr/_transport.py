@@ -586,7 +586,6 @@ class Transport:
         among its attributes.
         """
         session = self._get_session()
-        shown = safe_url(url)
         client_timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=self.timeouts.connect)
         with telemetry.exchange(method, url, route=route, request_id=request_id) as traced:
             try:
@@ -597,16 +596,16 @@ class Transport:
             except TimeoutError as exc:
                 phase = "to connect" if isinstance(exc, aiohttp.ConnectionTimeoutError) else ""
                 raise APITimeoutError(
-                    f"{method} {shown}: no answer within {seconds:g} s {phase}".rstrip()
+                    f"{method} {safe_url(url)}: no answer within {seconds:g} s {phase}".rstrip()
                 ) from exc
             except aiohttp.ClientPayloadError as exc:
                 reason = self._clean(str(exc), url)
                 raise APIConnectionError(
-                    f"{method} {shown}: the response was cut short ({reason})"
+                    f"{method} {safe_url(url)}: the response was cut short ({reason})"
                 ) from exc
             except (aiohttp.ClientError, OSError) as exc:
                 reason = self._clean(str(exc) or type(exc).__name__, url)
-                raise APIConnectionError(f"{method} {shown}: {reason}") from exc
+                raise APIConnectionError(f"{method} {safe_url(url)}: {reason}") from exc
             traced.answered(response.status)
             return response.status, response.headers, content
 
