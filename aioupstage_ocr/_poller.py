@@ -60,6 +60,7 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
+from . import _priority as priority
 from ._config import DEFAULT_LIMITS, DEFAULT_POLLING, Limits, Polling
 from ._exceptions import (
     APIStatusError,
@@ -92,6 +93,10 @@ _LIST_MIN = 2
 _MAX_UNLISTED = 2
 #: The list's statuses after which a request's batches are fetched (with one status).
 _ENDED = frozenset({Status.COMPLETED.value, Status.FAILED.value})
+#: Requests waiting for the RPS limit from which a due list waits with them (`_held_back`).
+_BUSY_PACER = 2
+#: Seconds between looks at the pacer while a list is held back.
+_BUSY_RECHECK = 0.25
 #: HTTP statuses that say the service does not serve the list (to this key): stop asking.
 _NO_LIST_STATUSES = frozenset({400, 403, 404, 405, 501})
 
@@ -170,6 +175,7 @@ class _Tracked:
     listed: str | None = None  # the request's status as last seen (list or status fetch)
     unlisted: int = 0  # lists in a row that did not show it
     single_next: bool = False  # its next poll is a status fetch, whatever is open
+    handler: bool = False  # a request handler waits for it (not only a bulk run)
     progress_key: tuple[object, ...] = ()
     batches: dict[tuple[int, int], _Batch] = field(default_factory=dict)
     scopes: set[anyio.CancelScope] = field(default_factory=set)
@@ -313,6 +319,7 @@ class PollScheduler:
             self._schedule(tracked, 0.0)
         if hook is not None:
             tracked.hooks.append(hook)
+        tracked.handler = tracked.handler or priority.current() == priority.HANDLER
         return tracked
 
     def _schedule(self, tracked: _Tracked, delay: float) -> None:
@@ -378,8 +385,11 @@ class PollScheduler:
                 await self._start_poll(tracked, generation)
             sweep_waits = bool(self._sweep) and not self._list_running
             if sweep_waits and anyio.current_time() >= self._next_list_at:
-                await self._start_list()
-                sweep_waits = False
+                if self._held_back():
+                    self._next_list_at = anyio.current_time() + _BUSY_RECHECK
+                else:
+                    await self._start_list()
+                    sweep_waits = False
             delay = self._heap[0][0] - anyio.current_time() if self._heap else math.inf
             if sweep_waits:
                 delay = min(delay, self._next_list_at - anyio.current_time())
@@ -387,6 +397,23 @@ class PollScheduler:
                 wake = self._wake
                 with anyio.move_on_after(delay):
                     await wake.wait()
+
+    def _held_back(self) -> bool:
+        """Whether a due list waits: uploads queue for the RPS limit, and only bulk runs wait.
+
+        Under a binding rate limit every list displaces an upload, and a list
+        reset by each request's progress comes every second or so. While
+        `_BUSY_PACER` requests or more wait for the limit, a list answering
+        only bulk runs' requests waits for the queue to clear, up to
+        `Polling.maximum` after the last one: results still come by then, and
+        at once when the uploads are through. A request handler's request is
+        never held back.
+        """
+        if any(tracked.handler for tracked in self._sweep):
+            return False
+        if anyio.current_time() >= self._last_list + self._polling.maximum:
+            return False
+        return self._transport.pacer.queued() >= _BUSY_PACER
 
     async def _start_poll(self, tracked: _Tracked, generation: int) -> None:
         """A status fetch for `tracked`, once a poll slot is free (unless it is no longer due)."""

@@ -131,6 +131,10 @@ class TokenBucket:
             self._refill(self._clock())
         self._rate = float(rate)
 
+    def queued(self) -> int:
+        """Requests waiting for a token now (the one sleeping for it included)."""
+        return self._lock.waiting() + self._lock.locked()
+
     def hold(self, until: float) -> None:
         """Grant nothing before clock time `until` (the latest hold wins)."""
         self._hold_until = max(self._hold_until, until)
@@ -591,6 +595,10 @@ class Pacer:
     def now(self) -> float:
         """The clock this pacer reads (the time `acquire` returns)."""
         return self._clock()
+
+    def queued(self) -> int:
+        """Requests waiting for the RPS limit now (0 without one)."""
+        return self._rps.queued() if self._rps is not None else 0
 
     @property
     def paused_until(self) -> float:
