@@ -15,16 +15,18 @@ from aiohttp import web
 from aioupstage_ocr import (
     AsyncUpstageOCR,
     BatchFailedError,
+    DocumentLimits,
     IncompleteResultError,
     Limits,
     PermissionDeniedError,
     Polling,
     Progress,
+    RateLimit,
     RequestFailedError,
 )
 from aioupstage_ocr._poller import MAX_LINK_REFRESHES, PollScheduler
 from aioupstage_ocr._transport import Transport
-from aioupstage_ocr.testing import EmulatorThread, make_pdf, page_text
+from aioupstage_ocr.testing import EmulatorThread, make_image, make_pdf, page_text
 
 FAST = Polling(initial=0.02, maximum=0.1, factor=1.5, jitter=0.1)
 
@@ -509,3 +511,35 @@ async def test_expired_links_are_fetched_again_while_listing(
     for request_id in ids:
         # Its ending status, then one re-fetch (more only if another's expiry hit it too).
         assert 2 <= stats.polls[request_id] <= 1 + len(triggered)
+
+
+@pytest.mark.upstage_emulator(rps=10, sync_latency=0.01, batch_latency=1.5, workers=1)
+async def test_lists_wait_for_uploads_queued_at_the_rate_limit(
+    upstage_emulator: EmulatorThread, api_key: str
+) -> None:
+    """Under a binding RPS limit, a bulk run's request lists wait for its queued uploads.
+
+    Two async PDFs (6 s of batch work) and 40 images (4 s of uploads at 10
+    RPS). The same run lifted to handler priority, as a control, lists on
+    its usual schedule while the uploads queue; the bulk run's lists wait,
+    up to `Polling.maximum` each, and every document still comes back.
+    """
+    lists: dict[str, int] = {}
+    for n, priority in enumerate(("bulk", "handler")):
+        pdfs = [make_pdf([f"run {n} pdf {k} page {p}" for p in range(20)]) for k in range(2)]
+        images = [make_image("png", seed=1000 * n + k) for k in range(40)]
+        before = upstage_emulator.stats.snapshot().requests["list"]
+        async with AsyncUpstageOCR(
+            api_key,
+            base_url=upstage_emulator.base_url,
+            rate=RateLimit(rps=10),
+            polling=Polling(initial=0.2, maximum=3.0),
+            document_limits=DocumentLimits(sync_max_pages=1),
+        ) as client:
+            items = [item async for item in client.ocr_many(pdfs + images, priority=priority)]
+        assert all(item.ok for item in items)
+        assert sum(item.request_id is not None for item in items) == 2
+        lists[priority] = upstage_emulator.stats.snapshot().requests["list"] - before
+    print(f"lists: {lists}")
+    assert lists["bulk"] < lists["handler"]
+    assert lists["bulk"] <= 5  # the first, one per Polling.maximum while uploads queue, the tail
