@@ -38,6 +38,18 @@ class Slot:
         self.started, self.in_flight = now, in_flight
 
 
+@dataclass(slots=True)
+class _CutCheck:
+    """A cut on a faint signal, on trial: the window before it, the smoothed ratio that made it,
+    and the latency ratios answered since."""
+
+    window: float
+    ratio: float
+    faint: float  # a ratio no higher than this is noise-sized
+    total: float = 0.0
+    answers: int = 0
+
+
 class _Waiter:
     __slots__ = ("event", "granted", "level", "rank", "upload")
 
@@ -90,6 +102,7 @@ class AdaptiveConcurrency:
         "_backoff",
         "_base",
         "_ceiling",
+        "_check",
         "_clock",
         "_cut_at",
         "_cuts",
@@ -102,11 +115,13 @@ class AdaptiveConcurrency:
         "_minimum",
         "_polls",
         "_ratio",
+        "_recent",
         "_seen",
         "_slow_start",
         "_smoothing",
         "_tolerance",
         "_turns",
+        "_undone",
         "_uploads",
         "_waiters",
         "_window",
@@ -142,6 +157,9 @@ class AdaptiveConcurrency:
         self._base: dict[Hashable, float] = {}
         self._ratio = 1.0  # latency / no-load latency, smoothed
         self._seen = 0  # answers since the last cut
+        self._check: _CutCheck | None = None  # a cut on a faint signal, on trial
+        self._recent: deque[float] = deque(maxlen=_SETTLE)  # the last answers' latency ratios
+        self._undone = 0  # cuts undone: the latency did not fall
         self._slow_start = True
         self._found = math.inf  # the window the last cut set
         self._good = 0  # answers counted since the window reached `_found`
@@ -276,14 +294,53 @@ class AdaptiveConcurrency:
         self._base[key] = base
         if slot.started < self._cut_at:
             return  # sent before the last cut: that cut already answered it
-        self._ratio += self._smoothing * (latency / base - self._ratio)
+        ratio = latency / base
+        self._ratio += self._smoothing * (ratio - self._ratio)
+        self._recent.append(ratio)
         self._seen += 1
-        if self._ratio > 1 + self._tolerance + _JITTER / base and self._seen >= _SETTLE:
+        if self._check is not None:
+            self._check_cut(ratio)
+            return
+        threshold = 1 + self._tolerance + _JITTER / base
+        if self._ratio > threshold and self._seen >= _SETTLE:
+            before, signal = self._window, self._ratio
+            faint = 1 + 2 * (threshold - 1)
+            recent = sum(self._recent) / len(self._recent)
             self._cut(self._window / self._ratio)
+            if recent < faint and self._window < before:
+                self._check = _CutCheck(before, signal, faint)  # see that it helped
             return
         if max(slot.in_flight, self._in_flight) < self.limit - 1:
             return  # the window was not full: nothing learnt about more
         self._grow()
+
+    def _check_cut(self, ratio: float) -> None:
+        """After a cut on a faint delay signal: undo it if the latency did not come down.
+
+        A queue of our own shrinks with the window: latency falls by about
+        the share the window was cut. Latency that stays where it was is
+        another cost (this process, a shared host, the network), not a queue:
+        the window goes back and that latency becomes the no-load one.
+        """
+        check = self._check
+        assert check is not None
+        check.total += ratio
+        check.answers += 1
+        if check.answers < max(_SETTLE, int(self._window)):  # a round trip at the new window
+            return
+        self._check = None
+        mean = check.total / check.answers
+        expected_fall = 1 - self._window / check.window
+        # Undone only while that latency is itself noise-sized: a backlog still
+        # draining after a burst is not taken for the new no-load latency.
+        if check.ratio * (1 - expected_fall / 2) < mean <= check.faint:
+            self._window = check.window
+            self._found = math.inf
+            self._ratio = 1.0
+            self._hold = self._initial_hold
+            for key in self._base:
+                self._base[key] *= mean
+            self._undone += 1
 
     def _grow(self) -> None:
         if self._slow_start:
@@ -304,6 +361,7 @@ class AdaptiveConcurrency:
             self._hold = self._initial_hold
         self._window = self._found = window
         self._slow_start = False
+        self._check = None
         self._good = self._seen = 0
         self._ratio = 1.0
         self._cut_at = self._clock()

@@ -238,3 +238,21 @@ async def test_a_bulk_run_finds_the_emulator_capacity(
     print(f"window {window!r}; queued {upstage_emulator.stats.queued} of 120")
     assert window.cuts >= 1
     assert 2 <= window.limit <= 8
+
+
+@pytest.mark.parametrize("ceiling", [16, 64])
+async def test_latency_noise_without_a_queue_does_not_shrink_the_window(ceiling: int) -> None:
+    """Latency jittering +/- 8 % with no queue behind it: a cut it causes is undone.
+
+    Such noise passes the delay threshold now and then. A queue of our own
+    would shrink with the window; this latency does not, so the window goes
+    back (before this check the window averaged 5.5 of 16 and 38 of 64).
+    """
+    clock = FakeClock()
+    window = AdaptiveConcurrency(ceiling, clock=clock)
+    service = Service(window, clock, capacity=1000, latency=0.3, jitter=0.08, seed=3)
+    await service.run(1500)
+    assert window.cuts >= 1  # the noise did set the signal off
+    assert window._undone >= 1
+    assert sum(service.limits) / len(service.limits) >= 0.9 * ceiling
+    assert service.queued == 0
