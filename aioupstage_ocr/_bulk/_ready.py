@@ -51,7 +51,7 @@ class ReadyQueue(Generic[_T]):
         self._removed: set[int] = set()  # seqs taken out of arrival order
         self._overtaken = 0  # documents taken while the oldest one waited
         self._seq = 0
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # made when a taker waits
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -75,6 +75,8 @@ class ReadyQueue(Generic[_T]):
         while not self._heap:
             if self._producers <= 0:
                 return None
+            if self._changed is None:
+                self._changed = anyio.Event()
             await self._changed.wait()
         return self._next()
 
@@ -101,5 +103,6 @@ class ReadyQueue(Generic[_T]):
         return entry[3]
 
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._changed is not None:  # no event to set while no one waits
+            self._changed.set()
+            self._changed = None
