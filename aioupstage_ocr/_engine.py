@@ -76,7 +76,7 @@ from ._preflight import (
     PreparedDocument,
     cut_pages,
     prepare,
-    prepares_inline,
+    prepare_inline,
 )
 from ._retry import is_retryable, is_testing
 from ._transport import RetryHook, Transport
@@ -185,19 +185,20 @@ class Engine:
         mode: Mode = "auto",
         pages: PageRanges | None = None,
     ) -> PreparedDocument:
-        """Preflight off the event loop (a small image on it: `prepares_inline`):
+        """Preflight off the event loop (a small image on it: `prepare_inline`):
         a `PreparedDocument` or a `DocumentError`."""
         call = partial(
-            prepare,
+            prepare_inline,
             document,
             filename=filename,
             mode=mode,
             limits=self.document_limits,
             pages=pages,
         )
-        if prepares_inline(document):
-            return call()
-        return await anyio.to_thread.run_sync(call)
+        done = call()
+        if done is not None:
+            return done
+        return await anyio.to_thread.run_sync(partial(prepare, *call.args, **call.keywords))
 
     async def run_parts(
         self,

@@ -93,7 +93,8 @@ _LIST_MIN = 2
 _MAX_UNLISTED = 2
 #: The list's statuses after which a request's batches are fetched (with one status).
 _ENDED = frozenset({Status.COMPLETED.value, Status.FAILED.value})
-#: Requests waiting for the RPS limit from which a due list waits with them (`_held_back`).
+#: Requests waiting for the rate limit (`Pacer.queued`) from which a due list waits
+#: with them (`_held_back`).
 _BUSY_PACER = 2
 #: Seconds between looks at the pacer while a list is held back.
 _BUSY_RECHECK = 0.25
@@ -399,7 +400,7 @@ class PollScheduler:
                     await wake.wait()
 
     def _held_back(self) -> bool:
-        """Whether a due list waits: uploads queue for the RPS limit, and only bulk runs wait.
+        """Whether a due list waits: uploads queue for the rate limit, and only bulk runs wait.
 
         Under a binding rate limit every list displaces an upload, and a list
         reset by each request's progress comes every second or so. While

@@ -89,22 +89,45 @@ def prepares_inline(document: object) -> bool:
     """Whether `prepare(document)` is cheap enough to run on the event loop.
 
     True for a local image file (PNG, JPEG, BMP by its name) of at most
-    `INLINE_READ` bytes: one stat here, then one read and header checks,
-    ~40 us in all. Sending it to a worker thread and back costs more than that:
+    `INLINE_READ` bytes: one stat, then one read and header checks, ~40 us in
+    all. Sending it to a worker thread and back costs more than that:
     measured in benchmark 3, ~0.3 ms of CPU a document once the loop and the
     thread contend for the GIL. A PDF, an office file, a large file, a URL or a
     file object goes to a thread. Blocking only for a stat (the precedent is
-    `INLINE_READ` itself).
+    `INLINE_READ` itself). `prepare_inline` prepares what this says yes to.
     """
+    return _inline_stat(document) is not None
+
+
+def prepare_inline(
+    document: Document,
+    *,
+    filename: str | None = None,
+    mode: Mode = "auto",
+    limits: DocumentLimits = DEFAULT_DOCUMENT_LIMITS,
+    pages: PageRanges | None = None,
+) -> PreparedDocument | None:
+    """`prepare(document)` where `prepares_inline` says yes (its one stat serves both);
+    None where it says no: prepare that one in a worker thread."""
+    info = _inline_stat(document)
+    if info is None:
+        return None
+    assert isinstance(document, str | os.PathLike)
+    return _prepare_path(document, info, filename=filename, mode=mode, limits=limits, pages=pages)
+
+
+def _inline_stat(document: object) -> os.stat_result | None:
+    """The stat of a document `prepares_inline` takes; None for any other."""
     if not isinstance(document, str | os.PathLike) or is_url(document):
-        return False
+        return None
     name = os.fspath(document)
     if not isinstance(name, str) or os.path.splitext(name)[1].lower() not in _HEADER_ONLY:
-        return False
+        return None
     try:
-        return os.stat(name).st_size <= INLINE_READ
+        info = os.stat(name)
     except (OSError, ValueError):
-        return False  # the thread's prepare says why
+        return None  # the thread's prepare says why
+    return info if stat.S_ISREG(info.st_mode) and info.st_size <= INLINE_READ else None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -399,50 +422,65 @@ def prepare(
         assert isinstance(document, str)
         return _prepare_url(document, filename, mode, limits, pages)
     if isinstance(document, (str, os.PathLike)):
-        path = Path(document)
-        name = os.fspath(document)
         try:
-            info = path.stat()
+            info = os.stat(document)
         except OSError as exc:
-            raise DocumentNotFoundError(name, _os_reason(exc)) from exc
-        if stat.S_ISDIR(info.st_mode):
-            raise DocumentNotFoundError(name, "is a folder, not a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise DocumentNotFoundError(name, "is not a regular file")
-        _check_empty(name, info.st_size)
-        try:
-            handle = path.open("rb")
-        except OSError as exc:
-            raise DocumentNotFoundError(name, _os_reason(exc)) from exc
-        with handle:
-            if info.st_size <= INLINE_READ:  # read once: hashed, checked and sent as read
-                data = handle.read()
-                return _prepare_stream(
-                    io.BytesIO(data),
-                    source=path,
-                    body=data,
-                    name=name,
-                    upload=filename or path.name,
-                    size=len(data),
-                    mode=mode,
-                    limits=limits,
-                    pages=pages,
-                )
-            return _prepare_stream(
-                handle,
-                source=path,
-                name=name,
-                upload=filename or path.name,
-                size=info.st_size,
-                mode=mode,
-                limits=limits,
-                pages=pages,
-            )
+            raise DocumentNotFoundError(os.fspath(document), _os_reason(exc)) from exc
+        return _prepare_path(
+            document, info, filename=filename, mode=mode, limits=limits, pages=pages
+        )
     if hasattr(document, "read"):
         return _prepare_file_object(document, filename, mode, limits, pages)
     raise TypeError(
         f"a document is a path, bytes or a binary file object, not {type(document).__name__}"
     )
+
+
+def _prepare_path(
+    document: str | os.PathLike[str],
+    info: os.stat_result,
+    *,
+    filename: str | None,
+    mode: Mode,
+    limits: DocumentLimits,
+    pages: PageRanges | None,
+) -> PreparedDocument:
+    """A local file, from its `info` (stat): read once if small, else streamed."""
+    path = Path(document)
+    name = os.fspath(document)
+    if stat.S_ISDIR(info.st_mode):
+        raise DocumentNotFoundError(name, "is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DocumentNotFoundError(name, "is not a regular file")
+    _check_empty(name, info.st_size)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise DocumentNotFoundError(name, _os_reason(exc)) from exc
+    with handle:
+        if info.st_size <= INLINE_READ:  # read once: hashed, checked and sent as read
+            data = handle.read()
+            return _prepare_stream(
+                io.BytesIO(data),
+                source=path,
+                body=data,
+                name=name,
+                upload=filename or path.name,
+                size=len(data),
+                mode=mode,
+                limits=limits,
+                pages=pages,
+            )
+        return _prepare_stream(
+            handle,
+            source=path,
+            name=name,
+            upload=filename or path.name,
+            size=info.st_size,
+            mode=mode,
+            limits=limits,
+            pages=pages,
+        )
 
 
 def _prepare_url(
@@ -618,7 +656,7 @@ def _prepare_stream(
         format=fmt,
         pages=total,
         max_pixels=inspection.max_pixels,
-        sha256=_sha256(stream),
+        sha256=hashlib.sha256(body).hexdigest() if body is not None else _sha256(stream),
         route=choose_route(name, total, mode, limits) if cuts is None else "async",
         upload_name=_upload_name(upload, fmt),
         document_pages=total,

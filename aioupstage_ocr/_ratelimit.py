@@ -261,6 +261,10 @@ class AdaptiveRate:
         """How many times a 429 cut the rate."""
         return self._cuts
 
+    def queued(self) -> int:
+        """Requests waiting for the learnt rate now (0 before the first 429)."""
+        return self._bucket.queued() if self._bucket is not None else 0
+
     @property
     def bucket(self) -> TokenBucket | None:
         """The token bucket pacing at `current_rate` (None while unlimited)."""
@@ -597,8 +601,11 @@ class Pacer:
         return self._clock()
 
     def queued(self) -> int:
-        """Requests waiting for the RPS limit now (0 without one)."""
-        return self._rps.queued() if self._rps is not None else 0
+        """Requests waiting for the rate limit now: for an RPS slot (given or learnt
+        from 429s), or for the budget the service's rate-limit headers leave."""
+        rate = self._rps or self._adaptive
+        waiting = rate.queued() if rate is not None else 0
+        return waiting + self._budget_lock.waiting() + self._budget_lock.locked()
 
     @property
     def paused_until(self) -> float:

@@ -501,3 +501,34 @@ async def test_headers_pace_before_any_429(family: str, retry_testing: None) -> 
             assert throttled == 0
         else:
             assert throttled > 0
+
+
+async def test_pacer_counts_requests_waiting_for_the_rate_limit() -> None:
+    """`queued()`: requests held for an RPS slot (given, or learnt from a 429) or for the
+    budget the service's headers leave; none while nothing waits."""
+
+    async def stuck(seconds: float) -> None:
+        await anyio.sleep_forever()
+
+    clock = FakeClock()
+    given = Pacer.from_config(RateLimit(rps=2), clock=clock, sleep=stuck)
+    learnt = Pacer.from_config(RateLimit(), clock=clock, sleep=stuck)
+    for _ in range(10):
+        started = await learnt.acquire()
+        clock.now += 0.1
+    learnt.on_throttled(started, None)
+    told = Pacer(adaptive=False, clock=clock, sleep=stuck)
+    told.on_headers(
+        CIMultiDict({"RateLimit-Limit": "5", "RateLimit-Remaining": "0", "RateLimit-Reset": "3"}),
+        0.0,
+    )
+    for pacer in (given, learnt, told):
+        assert pacer.queued() == 0
+        async with anyio.create_task_group() as group:
+            for _ in range(6):
+                group.start_soon(pacer.acquire)
+            for _ in range(10):
+                await anyio.lowlevel.checkpoint()
+            assert pacer.queued() >= 4, pacer
+            group.cancel_scope.cancel()
+    assert Pacer(adaptive=False).queued() == 0

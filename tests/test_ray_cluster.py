@@ -54,6 +54,19 @@ def cluster(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> It
         ray.shutdown()
 
 
+def _ocr(ds: Any, base_url: str, bucket: str, prefix: str, out: str, **settings: Any) -> Any:
+    """`ocr_dataset` of `ds` against the emulator at `base_url`: documents under
+    `bucket/prefix`, outputs under `bucket/out`."""
+    return ocr_dataset(
+        ds,
+        api_key=API_KEY,
+        base_url=base_url,
+        output=f"{bucket}/{out}",
+        input_prefix=f"{bucket}/{prefix}",
+        **settings,
+    )
+
+
 def test_dataset_from_s3_to_s3(cluster: None, emulator: EmulatorProcess, s3_bucket: str) -> None:
     """Documents listed from S3 are OCRed by actors; each output lands whole beside its key."""
     emulator.reset()
@@ -64,12 +77,12 @@ def test_dataset_from_s3_to_s3(cluster: None, emulator: EmulatorProcess, s3_buck
     assert len(urls) == 25
     ds = ray.data.from_items([{"path": url} for url in urls])
 
-    out = ocr_dataset(
+    out = _ocr(
         ds,
-        api_key=API_KEY,
-        base_url=emulator.base_url,
-        output=f"{s3_bucket}/out",
-        input_prefix=f"{s3_bucket}/in",
+        emulator.base_url,
+        s3_bucket,
+        "in",
+        "out",
         rate=RateLimit(rps=50),
         concurrency=2,
         batch_size=5,
@@ -105,12 +118,12 @@ def test_an_actor_runs_several_batches_at_once(cluster: None, s3_bucket: str) ->
     seed_objects(s3_bucket, docs)
     with EmulatorProcess(sync_latency=0.4) as slow:
         items = [{"path": f"{s3_bucket}/{key}"} for key in docs]
-        out = ocr_dataset(
+        out = _ocr(
             ray.data.from_items(items, override_num_blocks=4),
-            api_key=API_KEY,
-            base_url=slow.base_url,
-            output=f"{s3_bucket}/out-par",
-            input_prefix=f"{s3_bucket}/par",
+            slow.base_url,
+            s3_bucket,
+            "par",
+            "out-par",
             rate=RateLimit(rps=100),
             concurrency=1,
             batch_size=3,
@@ -138,12 +151,12 @@ def _killed_run(
     emulator.reset()
     seed_objects(s3_bucket, docs)
     ds = ray.data.from_items([{"path": f"{s3_bucket}/{key}"} for key in docs])
-    out = ocr_dataset(
+    out = _ocr(
         ds,
-        api_key=API_KEY,
-        base_url=emulator.base_url,
-        output=f"{s3_bucket}/out-{prefix}",
-        input_prefix=f"{s3_bucket}/{prefix}",
+        emulator.base_url,
+        s3_bucket,
+        prefix,
+        f"out-{prefix}",
         rate=RateLimit(rps=8),
         concurrency=2,
         batch_size=8,

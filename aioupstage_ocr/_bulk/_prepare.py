@@ -1,6 +1,6 @@
 """Preflight in batches: several queued documents per trip to a worker thread.
 
-Small local images are prepared on the event loop instead (`prepares_inline`).
+Small local images are prepared on the event loop instead (`prepare_inline`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._config import DocumentLimits
 from .._pages import PageRanges
-from .._preflight import Mode, PreparedDocument, prepare, prepares_inline
+from .._preflight import Mode, PreparedDocument, prepare, prepare_inline
 from ._jobs import Job
 
 __all__ = ["BATCH", "next_batch", "prepare_all", "prepare_batch"]
@@ -37,15 +37,12 @@ async def prepare_batch(
     batch: list[Job], mode: Mode, limits: DocumentLimits, pages: PageRanges | None = None
 ) -> list[PreparedDocument | Exception]:
     """`prepare_all` of `batch`, in its order: small images here, the rest in one thread trip."""
-    inline = [prepares_inline(job.source) for job in batch]
-    rest = [job for job, here in zip(batch, inline, strict=True) if not here]
+    here = [_outcome(job, mode, limits, pages, inline=True) for job in batch]
+    rest = [job for job, done in zip(batch, here, strict=True) if done is None]
     threaded = iter(
         await anyio.to_thread.run_sync(prepare_all, rest, mode, limits, pages) if rest else ()
     )
-    return [
-        prepare_all([job], mode, limits, pages)[0] if here else next(threaded)
-        for job, here in zip(batch, inline, strict=True)
-    ]
+    return [next(threaded) if done is None else done for done in here]
 
 
 def prepare_all(
@@ -54,20 +51,23 @@ def prepare_all(
     """`prepare` each document, or its error (blocking: runs in a worker thread)."""
     outcomes: list[PreparedDocument | Exception] = []
     for job in batch:
-        source = job.source
-        named = isinstance(source, str | os.PathLike) or isinstance(
-            getattr(source, "name", None), str
-        )
-        try:
-            outcomes.append(
-                prepare(
-                    source,
-                    filename=None if named else job.name,
-                    mode=mode,
-                    limits=limits,
-                    pages=pages,
-                )
-            )
-        except Exception as exc:  # noqa: BLE001 - each document's error is its own item
-            outcomes.append(exc)
+        outcome = _outcome(job, mode, limits, pages)
+        assert outcome is not None
+        outcomes.append(outcome)
     return outcomes
+
+
+def _outcome(
+    job: Job, mode: Mode, limits: DocumentLimits, pages: PageRanges | None, *, inline: bool = False
+) -> PreparedDocument | Exception | None:
+    """`job`'s document prepared, or its error; with `inline`, None for one that is not
+    cheap enough for the event loop (`prepare_inline`)."""
+    source = job.source
+    named = isinstance(source, str | os.PathLike) or isinstance(getattr(source, "name", None), str)
+    how = prepare_inline if inline else prepare
+    try:
+        return how(
+            source, filename=None if named else job.name, mode=mode, limits=limits, pages=pages
+        )
+    except Exception as exc:  # noqa: BLE001 - each document's error is its own item
+        return exc

@@ -2,8 +2,9 @@
 
 anyio's `send()` and `receive()` are checkpoints: each yields a turn of the
 event loop (an `epoll` call and a wake-up) even when the item could pass at
-once. A bulk run hands each document over three times (input -> preflight,
-result -> the loop's iterator), so it uses these instead: the `_nowait` form
+once. A bulk run passes each document through a stream three times (sent
+and received on its way to preflight, received by the loop's iterator as a
+result), so it uses these instead: the `_nowait` form
 first, the waiting one only when the stream is full or empty. As with
 `asyncio.Queue`, a hand-off that needs no wait does not yield; the pipeline
 still yields wherever it sends or waits for a request.
