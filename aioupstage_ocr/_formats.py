@@ -6,6 +6,8 @@ same way. Everything here is blocking file work: call it from a worker thread.
 
 from __future__ import annotations
 
+import functools
+import io
 import re
 import struct
 import zipfile
@@ -197,6 +199,12 @@ def inspect_document(stream: IO[bytes], fmt: Format, name: str) -> Inspection:
 
 
 def _pdf_pages(stream: IO[bytes], name: str) -> int:
+    if stream.seek(0, io.SEEK_END) <= _PAGE_TREE_READ:
+        stream.seek(0)
+        count = page_tree_count(stream.read())
+        if count is not None:
+            return count
+    stream.seek(0)
     from pypdf import PdfReader  # noqa: PLC0415 - imported on first use: it costs ~100 ms
     from pypdf.errors import PdfReadError  # noqa: PLC0415
 
@@ -214,6 +222,178 @@ def _pdf_pages(stream: IO[bytes], name: str) -> int:
     if count < 1:
         raise UnreadableDocumentError(name, "the PDF has no pages")
     return count
+
+
+# PDFs of at most this many bytes have their page tree read by `page_tree_count`.
+_PAGE_TREE_READ = 256 * 1024
+_PAGE_TREE_NODES = 4096  # page tree objects read, at most
+_PAGE_TREE_REMEMBERED = 16 * 1024  # the answer is kept for PDFs this small (`INLINE_PDF`)
+
+_XREF_SECTION = re.compile(rb"[ \t\r\n]*(\d+) (\d+)[ \t]*(?:\r\n|\r|\n)")
+_XREF_ENTRY = re.compile(rb"(\d{10}) (\d{5}) ([nf])(?: \r| \n|\r\n|\r|\n)")
+_PDF_END = re.compile(  # the file's last lines, as pypdf wants them
+    rb"(?:\r\n|\r|\n)startxref[ \t]*(?:\r\n|\r|\n)(\d+)[ \t]*(?:\r\n|\r|\n)%%EOF[ \t\r\n]*\Z"
+)
+_OBJ_HEADER = re.compile(rb"[ \t\r\n]*(\d+)[ \t\r\n]+(\d+)[ \t\r\n]+obj\b")
+_PDF_TOKEN = re.compile(
+    rb"""[ \t\r\n]*(?:
+      (?P<open><<) | (?P<close>>>) | (?P<array>\[) | (?P<end>\])
+    | (?P<ref>(?P<num>\d+)[ \t\r\n]+(?P<gen>\d+)[ \t\r\n]+R(?![^ \t\r\n()<>\[\]{}/%]))
+    | (?P<number>[+-]?(?:\d+\.?\d*|\.\d+))
+    | (?P<name>/[!-~]*?(?![^ \t\r\n()<>\[\]{}/%]))  # printable, up to a delimiter
+    | (?P<hex><[0-9A-Fa-f \t\r\n]*>)
+    | (?P<string>\()
+    | (?P<word>true|false|null)
+    )""",
+    re.VERBOSE | re.DOTALL,
+)
+
+
+_STRING_STOP = re.compile(rb"[()\\]")
+
+
+class _NotPlainError(Exception):
+    """The PDF is not one `_page_tree_count` reads: pypdf reads it instead."""
+
+
+def page_tree_count(data: bytes) -> int | None:
+    """`_page_tree_count`, remembered for the last few small PDFs: the event loop asks
+    whether one is plain, then `inspect_document` asks again for its count."""
+    small = len(data) <= _PAGE_TREE_REMEMBERED
+    return _small_page_tree_count(data) if small else _page_tree_count(data)
+
+
+@functools.lru_cache(maxsize=8)
+def _small_page_tree_count(data: bytes) -> int | None:
+    return _page_tree_count(data)
+
+
+def _page_tree_count(data: bytes) -> int | None:
+    """The pages of a plain PDF from its page tree, without pypdf; None for any other.
+
+    Plain: a classic cross-reference table (no cross-reference stream, no
+    incremental update), not encrypted, every page tree node a direct
+    dictionary found through that table. Pages are counted as the tree's
+    leaves, as pypdf does, not from `/Count`, which can be wrong. Anything
+    else, or anything malformed, is None: pypdf reads it and names what is
+    wrong. A one-page PDF takes ~40 us here against ~180 us in pypdf.
+    """
+    try:
+        offsets, trailer = _xref_table(data)
+        if any(key in trailer for key in (b"/Prev", b"/XRefStm", b"/Encrypt")):
+            return None
+        catalog = _pdf_object(data, offsets, trailer.get(b"/Root"))
+        count, todo, seen = 0, [catalog.get(b"/Pages")], set[object]()
+        while todo:
+            ref = todo.pop()
+            if ref in seen or len(seen) >= _PAGE_TREE_NODES:
+                return None
+            seen.add(ref)
+            node = _pdf_object(data, offsets, ref)
+            kind, kids = node.get(b"/Type"), node.get(b"/Kids")
+            if kind == b"/Pages" and isinstance(kids, list):
+                todo.extend(reversed(kids))
+            elif kind == b"/Page" and kids is None:
+                count += 1
+            else:
+                return None
+    except (_NotPlainError, ValueError, IndexError, RecursionError):
+        return None
+    return count or None
+
+
+def _xref_table(data: bytes) -> tuple[dict[int, int], dict[bytes, object]]:
+    if not data.startswith(b"%PDF-"):
+        raise _NotPlainError
+    found = _PDF_END.search(data, max(0, len(data) - 1024))
+    if found is None:
+        raise _NotPlainError
+    pos = int(found[1])
+    if data[pos : pos + 4] != b"xref":
+        raise _NotPlainError  # a cross-reference stream
+    pos += 4
+    offsets: dict[int, int] = {}
+    while (section := _XREF_SECTION.match(data, pos)) is not None:
+        first, entries = int(section[1]), int(section[2])
+        pos = section.end()
+        for number in range(first, first + entries):
+            entry = _XREF_ENTRY.match(data, pos)
+            if entry is None:
+                raise _NotPlainError
+            pos = entry.end()
+            if entry[3] == b"n":
+                offsets[number] = int(entry[1])
+    found = re.compile(rb"[ \t\r\n]*trailer").match(data, pos)
+    if found is None:
+        raise _NotPlainError
+    trailer, _ = _pdf_value(data, found.end(), 0)
+    if not isinstance(trailer, dict):
+        raise _NotPlainError
+    return offsets, trailer
+
+
+def _pdf_object(data: bytes, offsets: dict[int, int], ref: object) -> dict[bytes, object]:
+    """The dictionary that indirect object `ref` (a `(number, generation)` pair) is."""
+    if not isinstance(ref, tuple) or ref[0] not in offsets:
+        raise _NotPlainError
+    header = _OBJ_HEADER.match(data, offsets[ref[0]])
+    if header is None or (int(header[1]), int(header[2])) != ref:
+        raise _NotPlainError
+    value, _ = _pdf_value(data, header.end(), 0)
+    if not isinstance(value, dict):
+        raise _NotPlainError
+    return value
+
+
+def _pdf_value(data: bytes, pos: int, depth: int) -> tuple[object, int]:
+    """One PDF object at `pos`: a dict (name -> value), a list, a `(number, generation)`
+    reference, or the token's bytes; and where it ends."""
+    token = _PDF_TOKEN.match(data, pos)
+    if token is None or depth > 32:
+        raise _NotPlainError
+    kind, pos = token.lastgroup, token.end()
+    if kind == "open":
+        entries: dict[bytes, object] = {}
+        while (close := _PDF_TOKEN.match(data, pos)) is not None and close.lastgroup != "close":
+            if close.lastgroup != "name":
+                raise _NotPlainError
+            entries[close[0].lstrip()], pos = _pdf_value(data, close.end(), depth + 1)
+        if close is None:
+            raise _NotPlainError
+        return entries, close.end()
+    if kind == "array":
+        items: list[object] = []
+        while (end := _PDF_TOKEN.match(data, pos)) is not None and end.lastgroup != "end":
+            item, pos = _pdf_value(data, pos, depth + 1)
+            items.append(item)
+        if end is None:
+            raise _NotPlainError
+        return items, end.end()
+    if kind == "ref":
+        return (int(token["num"]), int(token["gen"])), pos
+    if kind == "string":
+        return b"()", _string_end(data, pos)
+    if kind in ("close", "end"):
+        raise _NotPlainError
+    return token[0].lstrip(), pos
+
+
+def _string_end(data: bytes, pos: int) -> int:
+    """Where a literal string whose `(` ends at `pos` closes: parentheses balance, `\\` escapes."""
+    depth = 1
+    while depth:
+        found = _STRING_STOP.search(data, pos)
+        if found is None:
+            raise _NotPlainError
+        pos = found.end()
+        char = found[0]
+        if char == b"(":
+            depth += 1
+        elif char == b")":
+            depth -= 1
+        else:
+            pos += 1  # the escaped byte
+    return pos
 
 
 _PNG_CHUNKS_READ = 32  # ancillary chunks walked before the image data, at most
