@@ -185,7 +185,7 @@ class Engine:
         mode: Mode = "auto",
         pages: PageRanges | None = None,
     ) -> PreparedDocument:
-        """Preflight off the event loop (a small image on it: `prepare_inline`):
+        """Preflight off the event loop (a small image or plain PDF on it: `prepare_inline`):
         a `PreparedDocument` or a `DocumentError`."""
         call = partial(
             prepare_inline,

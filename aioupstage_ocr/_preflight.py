@@ -29,7 +29,7 @@ from ._exceptions import (
     UnreadableDocumentError,
     UnsupportedFormatError,
 )
-from ._formats import Format, detect_format, inspect_document
+from ._formats import Format, detect_format, inspect_document, page_tree_count
 from ._pages import CUTTABLE, Cut, PageRanges, cut_document, page_list, plan_cuts, select_pages
 from ._storage import RemoteDocument, is_url, open_document
 
@@ -81,6 +81,9 @@ SMALL_UPLOAD = 256 * 1024
 INLINE_READ = 64 * 1024
 
 
+#: PDFs up to this size are prepared on the event loop where their page tree is plain.
+INLINE_PDF = 16 * 1024
+
 #: Suffixes of the formats judged from their headers alone: no PDF or office parse.
 _HEADER_ONLY = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp"})
 
@@ -92,9 +95,12 @@ def prepares_inline(document: object) -> bool:
     `INLINE_READ` bytes: one stat, then one read and header checks, ~40 us in
     all. Sending it to a worker thread and back costs more than that:
     measured in benchmark 3, ~0.3 ms of CPU a document once the loop and the
-    thread contend for the GIL. A PDF, an office file, a large file, a URL or a
-    file object goes to a thread. Blocking only for a stat (the precedent is
-    `INLINE_READ` itself). `prepare_inline` prepares what this says yes to.
+    thread contend for the GIL. True too for a PDF of at most `INLINE_PDF`
+    bytes: `prepare_inline` reads its page tree (~40 us) where it is plain
+    (`page_tree_count`), and leaves any other to a thread, where pypdf reads
+    it (a compressed stream on the loop could take long). An office file, a
+    large file, a URL or a file object goes to a thread. Blocking only for a
+    stat (the precedent is `INLINE_READ` itself).
     """
     return _inline_stat(document) is not None
 
@@ -108,12 +114,21 @@ def prepare_inline(
     pages: PageRanges | None = None,
 ) -> PreparedDocument | None:
     """`prepare(document)` where `prepares_inline` says yes (its one stat serves both);
-    None where it says no: prepare that one in a worker thread."""
+    None where it says no, or for a PDF that is not plain: prepare that one in a
+    worker thread."""
     info = _inline_stat(document)
     if info is None:
         return None
     assert isinstance(document, str | os.PathLike)
-    return _prepare_path(document, info, filename=filename, mode=mode, limits=limits, pages=pages)
+    return _prepare_path(
+        document,
+        info,
+        filename=filename,
+        mode=mode,
+        limits=limits,
+        pages=pages,
+        inline_pdf=os.fspath(document).lower().endswith(".pdf"),
+    )
 
 
 def _inline_stat(document: object) -> os.stat_result | None:
@@ -121,13 +136,17 @@ def _inline_stat(document: object) -> os.stat_result | None:
     if not isinstance(document, str | os.PathLike) or is_url(document):
         return None
     name = os.fspath(document)
-    if not isinstance(name, str) or os.path.splitext(name)[1].lower() not in _HEADER_ONLY:
+    if not isinstance(name, str):
+        return None
+    suffix = os.path.splitext(name)[1].lower()
+    most = INLINE_READ if suffix in _HEADER_ONLY else INLINE_PDF if suffix == ".pdf" else 0
+    if not most:
         return None
     try:
         info = os.stat(name)
     except (OSError, ValueError):
         return None  # the thread's prepare says why
-    return info if stat.S_ISREG(info.st_mode) and info.st_size <= INLINE_READ else None
+    return info if stat.S_ISREG(info.st_mode) and info.st_size <= most else None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -426,9 +445,11 @@ def prepare(
             info = os.stat(document)
         except OSError as exc:
             raise DocumentNotFoundError(os.fspath(document), _os_reason(exc)) from exc
-        return _prepare_path(
+        prepared = _prepare_path(
             document, info, filename=filename, mode=mode, limits=limits, pages=pages
         )
+        assert prepared is not None  # only an inline PDF is ever refused
+        return prepared
     if hasattr(document, "read"):
         return _prepare_file_object(document, filename, mode, limits, pages)
     raise TypeError(
@@ -444,8 +465,13 @@ def _prepare_path(
     mode: Mode,
     limits: DocumentLimits,
     pages: PageRanges | None,
-) -> PreparedDocument:
-    """A local file, from its `info` (stat): read once if small, else streamed."""
+    inline_pdf: bool = False,
+) -> PreparedDocument | None:
+    """A local file, from its `info` (stat): read once if small, else streamed.
+
+    `inline_pdf`: a PDF prepared on the event loop; None if its page tree is
+    not one `page_tree_count` reads (pypdf then reads it, in a thread).
+    """
     path = Path(document)
     name = os.fspath(document)
     if stat.S_ISDIR(info.st_mode):
@@ -460,6 +486,8 @@ def _prepare_path(
     with handle:
         if info.st_size <= INLINE_READ:  # read once: hashed, checked and sent as read
             data = handle.read()
+            if inline_pdf and page_tree_count(data) is None:
+                return None  # pypdf reads it, in a worker thread
             return _prepare_stream(
                 io.BytesIO(data),
                 source=path,

@@ -26,6 +26,7 @@ from aioupstage_ocr._preflight import (
     SMALL_UPLOAD,
     choose_route,
     prepare,
+    prepare_inline,
     prepares_inline,
 )
 from aioupstage_ocr.testing._documents import make_image, make_pdf, make_tiff
@@ -273,7 +274,8 @@ def test_file_changed_before_upload(tmp_path: Path) -> None:
 
 
 def test_which_documents_are_prepared_on_the_event_loop(tmp_path: Path) -> None:
-    """Small local images only; PDFs, large files, URLs, bytes and missing files go to a thread.
+    """Small local images and plain PDFs; large files, URLs, bytes and missing files go to a
+    thread, and so does a small PDF whose page tree pypdf must read.
 
     A small image prepared in place is judged exactly as in a thread: the
     decision is where `prepare` runs, not what it checks.
@@ -286,10 +288,19 @@ def test_which_documents_are_prepared_on_the_event_loop(tmp_path: Path) -> None:
     pdf.write_bytes(make_pdf(1))
     fake = tmp_path / "fake.png"
     fake.write_bytes(b"not an image")
+    updated = tmp_path / "updated.pdf"  # an incremental update: pypdf's to read
+    updated.write_bytes(make_pdf(3).replace(b"/Root 1 0 R", b"/Root 1 0 R /Prev 9"))
     assert prepares_inline(small)
     assert prepares_inline(str(small))
     assert prepares_inline(fake)
-    for other in (big, pdf, tmp_path / "missing.png", "s3://bucket/a.png", small.read_bytes()):
+    assert prepares_inline(pdf)
+    inline = prepare_inline(pdf)
+    assert inline is not None
+    assert (inline.pages, inline.body) == (prepare(pdf).pages, pdf.read_bytes())
+    assert prepares_inline(updated)
+    assert prepare_inline(updated) is None
+    assert prepare(updated).pages == 3
+    for other in (big, tmp_path / "missing.png", "s3://bucket/a.png", small.read_bytes()):
         assert not prepares_inline(other)
     with pytest.raises(UnsupportedFormatError, match=r"fake\.png"):
         prepare(fake)

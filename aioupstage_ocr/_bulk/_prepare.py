@@ -1,6 +1,6 @@
 """Preflight in batches: several queued documents per trip to a worker thread.
 
-Small local images are prepared on the event loop instead (`prepare_inline`).
+Small local images and plain PDFs are prepared on the event loop instead (`prepare_inline`).
 """
 
 from __future__ import annotations
