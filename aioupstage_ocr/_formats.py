@@ -6,7 +6,6 @@ same way. Everything here is blocking file work: call it from a worker thread.
 
 from __future__ import annotations
 
-import functools
 import io
 import re
 import struct
@@ -178,15 +177,24 @@ class Inspection:
     page_sizes: tuple[tuple[int, int], ...] = ()
 
 
-def inspect_document(stream: IO[bytes], fmt: Format, name: str) -> Inspection:
+class NeedsFullParseError(Exception):
+    """`inspect_document(..., quick=True)` met a document only a library's full parse
+    can count (a PDF pypdf must read, an office archive): inspect it in a worker thread."""
+
+
+def inspect_document(
+    stream: IO[bytes], fmt: Format, name: str, *, quick: bool = False
+) -> Inspection:
     """Page count and pixel sizes of a seekable stream of a known format.
 
     Raises `UnreadableDocumentError` (naming `name`) for a corrupt or
-    password-protected document.
+    password-protected document. `quick`: on the event loop, so only image
+    headers and a plain PDF's page tree (`page_tree_count`) are read; any
+    other document raises `NeedsFullParseError`.
     """
     stream.seek(0)
     if fmt is Format.PDF:
-        return Inspection(fmt, _pdf_pages(stream, name), None)
+        return Inspection(fmt, _pdf_pages(stream, name, quick=quick), None)
     if fmt in (Format.JPEG, Format.PNG, Format.BMP, Format.TIFF):
         size = _png_size(stream) if fmt is Format.PNG else None
         sizes = (size,) if size is not None else _raster_sizes(stream, name)
@@ -194,16 +202,20 @@ def inspect_document(stream: IO[bytes], fmt: Format, name: str) -> Inspection:
     if fmt is Format.HEIC:
         return Inspection(fmt, 1, None)
     if fmt in (Format.DOCX, Format.PPTX):
+        if quick:
+            raise NeedsFullParseError(name)
         return Inspection(fmt, _office_pages(stream, fmt, name), None)
     return Inspection(fmt, None, None)
 
 
-def _pdf_pages(stream: IO[bytes], name: str) -> int:
+def _pdf_pages(stream: IO[bytes], name: str, *, quick: bool = False) -> int:
     if stream.seek(0, io.SEEK_END) <= _PAGE_TREE_READ:
         stream.seek(0)
         count = page_tree_count(stream.read())
         if count is not None:
             return count
+    if quick:
+        raise NeedsFullParseError(name)
     stream.seek(0)
     from pypdf import PdfReader  # noqa: PLC0415 - imported on first use: it costs ~100 ms
     from pypdf.errors import PdfReadError  # noqa: PLC0415
@@ -227,7 +239,6 @@ def _pdf_pages(stream: IO[bytes], name: str) -> int:
 # PDFs of at most this many bytes have their page tree read by `page_tree_count`.
 _PAGE_TREE_READ = 256 * 1024
 _PAGE_TREE_NODES = 4096  # page tree objects read, at most
-_PAGE_TREE_REMEMBERED = 16 * 1024  # the answer is kept for PDFs this small (`INLINE_PDF`)
 
 _XREF_SECTION = re.compile(rb"[ \t\r\n]*(\d+) (\d+)[ \t]*(?:\r\n|\r|\n)")
 _XREF_ENTRY = re.compile(rb"(\d{10}) (\d{5}) ([nf])(?: \r| \n|\r\n|\r|\n)")
@@ -253,22 +264,10 @@ _STRING_STOP = re.compile(rb"[()\\]")
 
 
 class _NotPlainError(Exception):
-    """The PDF is not one `_page_tree_count` reads: pypdf reads it instead."""
+    """The PDF is not one `page_tree_count` reads: pypdf reads it instead."""
 
 
 def page_tree_count(data: bytes) -> int | None:
-    """`_page_tree_count`, remembered for the last few small PDFs: the event loop asks
-    whether one is plain, then `inspect_document` asks again for its count."""
-    small = len(data) <= _PAGE_TREE_REMEMBERED
-    return _small_page_tree_count(data) if small else _page_tree_count(data)
-
-
-@functools.lru_cache(maxsize=8)
-def _small_page_tree_count(data: bytes) -> int | None:
-    return _page_tree_count(data)
-
-
-def _page_tree_count(data: bytes) -> int | None:
     """The pages of a plain PDF from its page tree, without pypdf; None for any other.
 
     Plain: a classic cross-reference table (no cross-reference stream, no

@@ -29,7 +29,7 @@ from ._exceptions import (
     UnreadableDocumentError,
     UnsupportedFormatError,
 )
-from ._formats import Format, detect_format, inspect_document, page_tree_count
+from ._formats import Format, NeedsFullParseError, detect_format, inspect_document
 from ._pages import CUTTABLE, Cut, PageRanges, cut_document, page_list, plan_cuts, select_pages
 from ._storage import RemoteDocument, is_url, open_document
 
@@ -98,7 +98,8 @@ def prepares_inline(document: object) -> bool:
     thread contend for the GIL. True too for a PDF of at most `INLINE_PDF`
     bytes: `prepare_inline` reads its page tree (~40 us) where it is plain
     (`page_tree_count`), and leaves any other to a thread, where pypdf reads
-    it (a compressed stream on the loop could take long). An office file, a
+    it (a compressed stream on the loop could take long), as it does a file
+    whose content needs a full parse whatever its name. An office file, a
     large file, a URL or a file object goes to a thread. Blocking only for a
     stat (the precedent is `INLINE_READ` itself).
     """
@@ -114,21 +115,19 @@ def prepare_inline(
     pages: PageRanges | None = None,
 ) -> PreparedDocument | None:
     """`prepare(document)` where `prepares_inline` says yes (its one stat serves both);
-    None where it says no, or for a PDF that is not plain: prepare that one in a
+    None where it says no, or where the content needs more than a header or a
+    plain page tree read (`inspect_document`'s `quick`): prepare that one in a
     worker thread."""
     info = _inline_stat(document)
     if info is None:
         return None
     assert isinstance(document, str | os.PathLike)
-    return _prepare_path(
-        document,
-        info,
-        filename=filename,
-        mode=mode,
-        limits=limits,
-        pages=pages,
-        inline_pdf=os.fspath(document).lower().endswith(".pdf"),
-    )
+    try:
+        return _prepare_path(
+            document, info, filename=filename, mode=mode, limits=limits, pages=pages, quick=True
+        )
+    except NeedsFullParseError:
+        return None
 
 
 def _inline_stat(document: object) -> os.stat_result | None:
@@ -445,11 +444,9 @@ def prepare(
             info = os.stat(document)
         except OSError as exc:
             raise DocumentNotFoundError(os.fspath(document), _os_reason(exc)) from exc
-        prepared = _prepare_path(
+        return _prepare_path(
             document, info, filename=filename, mode=mode, limits=limits, pages=pages
         )
-        assert prepared is not None  # only an inline PDF is ever refused
-        return prepared
     if hasattr(document, "read"):
         return _prepare_file_object(document, filename, mode, limits, pages)
     raise TypeError(
@@ -465,12 +462,11 @@ def _prepare_path(
     mode: Mode,
     limits: DocumentLimits,
     pages: PageRanges | None,
-    inline_pdf: bool = False,
-) -> PreparedDocument | None:
+    quick: bool = False,
+) -> PreparedDocument:
     """A local file, from its `info` (stat): read once if small, else streamed.
 
-    `inline_pdf`: a PDF prepared on the event loop; None if its page tree is
-    not one `page_tree_count` reads (pypdf then reads it, in a thread).
+    `quick`: on the event loop (`inspect_document`'s `quick`).
     """
     path = Path(document)
     name = os.fspath(document)
@@ -486,8 +482,6 @@ def _prepare_path(
     with handle:
         if info.st_size <= INLINE_READ:  # read once: hashed, checked and sent as read
             data = handle.read()
-            if inline_pdf and page_tree_count(data) is None:
-                return None  # pypdf reads it, in a worker thread
             return _prepare_stream(
                 io.BytesIO(data),
                 source=path,
@@ -498,6 +492,7 @@ def _prepare_path(
                 mode=mode,
                 limits=limits,
                 pages=pages,
+                quick=quick,
             )
         return _prepare_stream(
             handle,
@@ -637,6 +632,7 @@ def _prepare_stream(
     limits: DocumentLimits,
     pages: PageRanges | None = None,
     body: bytes | None = None,
+    quick: bool = False,
 ) -> PreparedDocument:
     _check_empty(name, size)
     try:
@@ -649,7 +645,7 @@ def _prepare_stream(
     if fmt is None:
         stream.seek(0)
         raise UnsupportedFormatError(name, _unsupported_reason(name))
-    inspection = inspect_document(stream, fmt, name)
+    inspection = inspect_document(stream, fmt, name, quick=quick)
     if inspection.max_pixels is not None and inspection.max_pixels > limits.max_pixels_per_page:
         raise TooManyPixelsError(
             name,

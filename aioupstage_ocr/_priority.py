@@ -161,9 +161,9 @@ class PriorityLock:
         """Tasks waiting for the lock."""
         return len(self._queues[HANDLER]) + len(self._queues[BULK])
 
-    def locked(self) -> bool:
-        """Whether a task holds the lock."""
-        return self._held
+    def queued(self) -> int:
+        """Tasks holding or waiting for the lock."""
+        return self.waiting() + int(self._held)
 
     async def __aenter__(self) -> None:
         if not self._held and not self.waiting():

@@ -133,7 +133,7 @@ class TokenBucket:
 
     def queued(self) -> int:
         """Requests waiting for a token now (the one sleeping for it included)."""
-        return self._lock.waiting() + self._lock.locked()
+        return self._lock.queued()
 
     def hold(self, until: float) -> None:
         """Grant nothing before clock time `until` (the latest hold wins)."""
@@ -605,7 +605,7 @@ class Pacer:
         from 429s), or for the budget the service's rate-limit headers leave."""
         rate = self._rps or self._adaptive
         waiting = rate.queued() if rate is not None else 0
-        return waiting + self._budget_lock.waiting() + self._budget_lock.locked()
+        return waiting + self._budget_lock.queued()
 
     @property
     def paused_until(self) -> float:

@@ -300,6 +300,10 @@ def test_which_documents_are_prepared_on_the_event_loop(tmp_path: Path) -> None:
     assert prepares_inline(updated)
     assert prepare_inline(updated) is None
     assert prepare(updated).pages == 3
+    disguised = tmp_path / "disguised.png"  # judged by its content: pypdf's, in a thread
+    disguised.write_bytes(updated.read_bytes())
+    assert prepares_inline(disguised)
+    assert prepare_inline(disguised) is None
     for other in (big, tmp_path / "missing.png", "s3://bucket/a.png", small.read_bytes()):
         assert not prepares_inline(other)
     with pytest.raises(UnsupportedFormatError, match=r"fake\.png"):

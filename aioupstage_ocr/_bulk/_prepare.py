@@ -15,7 +15,7 @@ from .._pages import PageRanges
 from .._preflight import Mode, PreparedDocument, prepare, prepare_inline
 from ._jobs import Job
 
-__all__ = ["BATCH", "next_batch", "prepare_all", "prepare_batch"]
+__all__ = ["BATCH", "next_batch", "prepare_batch"]
 
 #: Documents prepared per trip to a worker thread: a trip costs more CPU than
 #: preparing a small image.
@@ -36,16 +36,17 @@ def next_batch(first: Job, jobs: MemoryObjectReceiveStream[Job]) -> list[Job]:
 async def prepare_batch(
     batch: list[Job], mode: Mode, limits: DocumentLimits, pages: PageRanges | None = None
 ) -> list[PreparedDocument | Exception]:
-    """`prepare_all` of `batch`, in its order: small images here, the rest in one thread trip."""
+    """Each of `batch` prepared, or its error, in its order: small images and plain PDFs
+    here (`prepare_inline`), the rest in one trip to a worker thread."""
     here = [_outcome(job, mode, limits, pages, inline=True) for job in batch]
     rest = [job for job, done in zip(batch, here, strict=True) if done is None]
     threaded = iter(
-        await anyio.to_thread.run_sync(prepare_all, rest, mode, limits, pages) if rest else ()
+        await anyio.to_thread.run_sync(_prepare_all, rest, mode, limits, pages) if rest else ()
     )
     return [next(threaded) if done is None else done for done in here]
 
 
-def prepare_all(
+def _prepare_all(
     batch: list[Job], mode: Mode, limits: DocumentLimits, pages: PageRanges | None = None
 ) -> list[PreparedDocument | Exception]:
     """`prepare` each document, or its error (blocking: runs in a worker thread)."""
